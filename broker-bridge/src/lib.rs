@@ -1,1 +1,56 @@
+//! The seam between one gateway node and the rest of the cluster.
+//!
+//! Sessions publish through a [`Broker`]; the broker hands every message for
+//! a destination this node is interested in to the node's [`DeliverySink`]
+//! (the local fan-out). The node tells the broker which destinations have at
+//! least one local subscriber through [`Broker::subscribe`] and
+//! [`Broker::unsubscribe`], so a clustered broker can hold one upstream
+//! subscription per destination per node instead of one per client.
+//!
+//! [`EmbeddedBroker`] is the single-node implementation: publishing is a
+//! direct, synchronous call into the sink. A Redis implementation plugs in
+//! behind the same trait.
 
+mod embedded;
+mod publication;
+
+use thiserror::Error;
+
+pub use embedded::EmbeddedBroker;
+pub use publication::Publication;
+
+/// Receives every publication for destinations this node subscribed to.
+///
+/// Implementations must not block: the broker calls `deliver` on its own
+/// delivery path (for the embedded broker, the publisher's task).
+pub trait DeliverySink: Send + Sync + 'static {
+    fn deliver(&self, publication: Publication);
+}
+
+/// Where a node publishes and declares interest.
+pub trait Broker: Send + Sync + 'static {
+    /// Publishes a message. Returns once the broker has accepted it (queued
+    /// for sending, or delivered locally); never waits for subscribers.
+    fn publish(&self, publication: Publication) -> Result<(), BrokerError>;
+
+    /// The node's first local subscriber of `destination` arrived.
+    fn subscribe(&self, destination: &str);
+
+    /// The node's last local subscriber of `destination` left.
+    fn unsubscribe(&self, destination: &str);
+
+    /// Whether the broker can currently carry cluster traffic; the embedded
+    /// broker always can.
+    fn is_available(&self) -> bool {
+        true
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker overloaded: too many publishes in flight")]
+    Overloaded,
+}

@@ -240,7 +240,11 @@ impl Decoder {
         }
         let from = body_start + scanned;
         if let Some(rel) = memchr::memchr(0, &buf[from..]) {
-            return Ok(Some(from + rel));
+            let nul = from + rel;
+            if nul > max {
+                return Err(DecodeError::FrameTooLarge { limit: max });
+            }
+            return Ok(Some(nul));
         }
         if buf.len() > max {
             return Err(DecodeError::FrameTooLarge { limit: max });

@@ -220,3 +220,20 @@ fn a_frame_split_byte_by_byte_decodes_once() {
     assert_eq!(&f.body[..], b"hello");
     assert!(d.is_idle() && buf.is_empty());
 }
+
+#[test]
+fn complete_oversized_frame_in_one_read_is_rejected() {
+    let limits = Limits {
+        max_frame_bytes: 100,
+        max_headers: 2,
+        max_header_line: 24,
+    };
+    let mut d = Decoder::new(limits);
+    let mut buf = BytesMut::from(&b"SEND\n\n"[..]);
+    buf.extend_from_slice(&[b'x'; 200]);
+    buf.extend_from_slice(&[0]);
+    assert_eq!(
+        d.decode(&mut buf).unwrap_err(),
+        DecodeError::FrameTooLarge { limit: 100 }
+    );
+}

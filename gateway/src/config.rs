@@ -1,0 +1,305 @@
+//! Gateway configuration: command-line flags, each also settable through a
+//! `GATEWAY_…` environment variable, and an optional TOML file.
+//!
+//! Precedence, highest first: flag, environment variable, `--config` file,
+//! built-in default. The file uses the flags' long names as keys, with
+//! dashes or underscores (`max-frame-bytes = 65536`).
+
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{parser::ValueSource, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use thiserror::Error;
+
+/// How MESSAGE frames are carried in WebSocket frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MessageFrames {
+    /// Text frames, binary when the body is not valid UTF-8 (browsers drop a
+    /// connection that receives a text frame with invalid UTF-8).
+    #[default]
+    Auto,
+    /// Always text frames (only safe when every body is UTF-8).
+    Text,
+    /// Always binary frames.
+    Binary,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// STOMP 1.2 over WebSocket fan-out gateway.
+///
+/// With no flags it serves ws://127.0.0.1:8080/ws with an embedded,
+/// in-process broker: no Redis, no database.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on for HTTP and WebSocket (`/ws`, `/healthz`).
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// TOML file with any of these settings (keys are the long flag names).
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// This node's id, used in message ids and logs (default: random).
+    #[arg(long, env = "GATEWAY_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
+    #[arg(
+        long = "destination-prefix",
+        env = "GATEWAY_DESTINATION_PREFIX",
+        value_delimiter = ',',
+        default_value = "/topic/"
+    )]
+    pub destination_prefixes: Vec<String>,
+
+    /// Shortest interval, in ms, at which the server offers to send
+    /// heart-beats (the `sx` of CONNECTED's heart-beat); 0 disables. The
+    /// default keeps connections alive through a 60 s load-balancer idle timeout.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_SEND_MS", default_value_t = 10_000)]
+    pub heartbeat_send_ms: u64,
+
+    /// Interval, in ms, at which the server asks clients to send heart-beats
+    /// (the `sy` of CONNECTED's heart-beat); 0 disables.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_RECV_MS", default_value_t = 10_000)]
+    pub heartbeat_recv_ms: u64,
+
+    /// A client is declared dead after this many negotiated intervals of
+    /// silence. Browsers throttle timers in background tabs, so keep ≥ 2.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_GRACE", default_value_t = 2.0)]
+    pub heartbeat_grace: f64,
+
+    /// When a client negotiated no server heart-beats, send a WebSocket ping
+    /// after this many ms without output, so load balancers keep the
+    /// connection open; 0 disables.
+    #[arg(long, env = "GATEWAY_KEEPALIVE_PING_MS", default_value_t = 25_000)]
+    pub keepalive_ping_ms: u64,
+
+    /// Time allowed between the WebSocket upgrade and the CONNECT frame.
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+
+    /// Maximum STOMP frame size (command, headers and body), in bytes.
+    #[arg(long, env = "GATEWAY_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Maximum number of headers in one frame.
+    #[arg(long, env = "GATEWAY_MAX_HEADERS", default_value_t = 32)]
+    pub max_headers: usize,
+
+    /// Maximum length of one header line, in bytes.
+    #[arg(long, env = "GATEWAY_MAX_HEADER_LINE", default_value_t = 1024)]
+    pub max_header_line: usize,
+
+    /// Maximum subscriptions per connection.
+    #[arg(long, env = "GATEWAY_MAX_SUBSCRIPTIONS", default_value_t = 128)]
+    pub max_subscriptions: usize,
+
+    /// Maximum messages delivered to `client`/`client-individual`
+    /// subscriptions of one connection and not yet ACKed or NACKed.
+    #[arg(long, env = "GATEWAY_MAX_PENDING_ACKS", default_value_t = 1024)]
+    pub max_pending_acks: usize,
+
+    /// Maximum open transactions per connection.
+    #[arg(long, env = "GATEWAY_MAX_TRANSACTIONS", default_value_t = 16)]
+    pub max_transactions: usize,
+
+    /// Maximum frames buffered in one transaction.
+    #[arg(long, env = "GATEWAY_MAX_TRANSACTION_FRAMES", default_value_t = 1024)]
+    pub max_transaction_frames: usize,
+
+    /// Messages queued for one connection before it counts as a slow consumer.
+    #[arg(long, env = "GATEWAY_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Bytes written to one connection's socket buffer but not yet accepted
+    /// by the kernel before the gateway stops taking more from its queue.
+    #[arg(long, env = "GATEWAY_MAX_WRITE_BUFFER", default_value_t = 256 * 1024)]
+    pub max_write_buffer: usize,
+
+    /// How MESSAGE frames travel in WebSocket frames.
+    #[arg(long, env = "GATEWAY_MESSAGE_FRAMES", value_enum, default_value_t = MessageFrames::Auto)]
+    pub message_frames: MessageFrames,
+
+    /// Kernel send buffer per socket (SO_SNDBUF) in bytes; 0 keeps the
+    /// kernel's default. Caps kernel memory per connection.
+    #[arg(long, env = "GATEWAY_SOCKET_SEND_BUFFER", default_value_t = 0)]
+    pub socket_send_buffer: usize,
+
+    /// Log format.
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing's env-filter syntax); RUST_LOG overrides it.
+    #[arg(long, env = "GATEWAY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Args(#[from] clap::Error),
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: unknown key {key:?}")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["gateway"])
+    }
+}
+
+impl Config {
+    /// Parses flags, environment and the optional TOML file.
+    pub fn load() -> Result<Config, ConfigError> {
+        Config::load_from(std::env::args_os())
+    }
+
+    /// [`Config::load`] with explicit arguments (the first is the program name).
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = Config::command();
+        let matches = command.clone().try_get_matches_from(&args)?;
+        let first = Config::from_arg_matches(&matches)?;
+        let Some(path) = first.config.clone() else {
+            return first.validated();
+        };
+        // Second pass: file values are injected as flags only for settings
+        // that still hold their default, so flags and env keep precedence.
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.clone(),
+            source,
+        })?;
+        let mut merged = vec![args[0].clone()];
+        for (key, value) in table {
+            let id = key.replace('-', "_");
+            let known = command.get_arguments().any(|a| a.get_id() == id.as_str());
+            if !known || id == "config" {
+                return Err(ConfigError::UnknownKey { path, key });
+            }
+            if matches.value_source(&id) != Some(ValueSource::DefaultValue) {
+                continue;
+            }
+            let flag = format!("--{}", key.replace('_', "-"));
+            let values = match value {
+                toml::Value::Array(items) => items.into_iter().map(toml_scalar).collect(),
+                other => vec![toml_scalar(other)],
+            };
+            for v in values {
+                merged.push(OsString::from(format!("{flag}={v}")));
+            }
+        }
+        merged.extend(args.into_iter().skip(1));
+        let matches = command.try_get_matches_from(merged)?;
+        Config::from_arg_matches(&matches)?.validated()
+    }
+
+    fn validated(self) -> Result<Config, ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.heartbeat_grace < 1.0 {
+            return invalid("heartbeat-grace must be at least 1.0");
+        }
+        if self.outbound_queue == 0 || self.max_frame_bytes < 64 || self.max_header_line < 16 {
+            return invalid(
+                "outbound-queue must be > 0, max-frame-bytes ≥ 64, max-header-line ≥ 16",
+            );
+        }
+        if self.destination_prefixes.iter().any(|p| p.is_empty()) {
+            return invalid("destination-prefix must not be empty");
+        }
+        Ok(self)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The limits the STOMP decoder enforces while reading.
+    pub fn decoder_limits(&self) -> stomp::Limits {
+        stomp::Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_headers: self.max_headers,
+            max_header_line: self.max_header_line,
+        }
+    }
+}
+
+fn toml_scalar(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_8080() {
+        let c = Config::load_from(["gateway"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.destination_prefixes, ["/topic/"]);
+    }
+
+    #[test]
+    fn file_values_apply_below_flags() {
+        let mut file = tempfile_in_target("cfg.toml");
+        writeln!(
+            file.1,
+            "max-frame-bytes = 4096\noutbound_queue = 7\nlisten = \"127.0.0.1:9999\""
+        )
+        .unwrap();
+        let path = file.0.to_str().unwrap().to_string();
+        let c = Config::load_from(["gateway", "--config", &path, "--outbound-queue", "9"]).unwrap();
+        assert_eq!(c.max_frame_bytes, 4096);
+        assert_eq!(c.outbound_queue, 9, "flag beats file");
+        assert_eq!(c.listen.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let mut file = tempfile_in_target("bad.toml");
+        writeln!(file.1, "no-such-setting = 1").unwrap();
+        let path = file.0.to_str().unwrap().to_string();
+        let err = Config::load_from(["gateway", "--config", &path]).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "no-such-setting"));
+    }
+
+    fn tempfile_in_target(name: &str) -> (PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("gateway-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

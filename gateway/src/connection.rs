@@ -1,0 +1,384 @@
+//! The task that owns one WebSocket connection after the upgrade.
+//!
+//! A single task per connection both reads and writes: it waits on the
+//! socket, the outbound queue and one timer at once (`poll_event`), so an
+//! idle connection costs one small future and no buffers. Read and write
+//! buffers exist only while bytes are in flight and are released when they
+//! drain. Whatever is queued when the socket becomes writable leaves in one
+//! write.
+
+use std::{
+    future::{poll_fn, Future},
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use stomp::{Decoder, Item, Version};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
+    time::{sleep_until, Instant, Sleep},
+};
+
+use crate::{
+    metrics::CloseReason,
+    node::Node,
+    outbound::Outbound,
+    session::{write_frame, Flow, Session, StompError},
+    transport::websocket::{self, Control, WsReader},
+};
+
+/// How long a closing connection may take to flush its last frames.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Socket reads go through a stack buffer of this size, then are copied
+/// into a heap buffer sized to what arrived.
+const READ_CHUNK: usize = 16 * 1024;
+
+enum Event {
+    Read,
+    Eof,
+    Outbound,
+    Timer,
+    Flushed,
+    Failed,
+}
+
+struct Connection<S> {
+    stream: S,
+    node: Arc<Node>,
+    outbound: Arc<Outbound>,
+    session: Session,
+    ws: WsReader,
+    decoder: Decoder,
+    /// Bytes read from the socket, not yet unframed.
+    raw: BytesMut,
+    /// Unmasked WebSocket payload, not yet decoded as STOMP.
+    stomp: BytesMut,
+    /// Bytes waiting for the socket.
+    write: BytesMut,
+    last_read: Instant,
+    last_write: Instant,
+    opened: Instant,
+    /// Set once the connection is closing: no more reads or deliveries,
+    /// only flushing until this deadline.
+    closing: Option<(Instant, CloseReason)>,
+}
+
+/// Runs one connection to completion. `early` holds bytes the HTTP layer
+/// read past the upgrade request.
+pub async fn run<S>(stream: S, early: Bytes, node: Arc<Node>, subprotocol: Option<Version>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let outbound = Outbound::new(node.config.outbound_queue);
+    let now = Instant::now();
+    let mut conn = Connection {
+        session: Session::new(node.clone(), outbound.clone(), subprotocol),
+        decoder: Decoder::new(node.config.decoder_limits()),
+        stream,
+        node,
+        outbound,
+        ws: WsReader::default(),
+        raw: BytesMut::from(&early[..]),
+        stomp: BytesMut::new(),
+        write: BytesMut::new(),
+        last_read: now,
+        last_write: now,
+        opened: now,
+        closing: None,
+    };
+    conn.node.metrics.connections_opened.inc();
+    conn.node.metrics.connections_current.inc();
+    let reason = conn.serve().await;
+    conn.session.close();
+    conn.node.metrics.connection_closed(reason);
+    tracing::debug!(reason = reason.as_str(), "connection closed");
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn serve(&mut self) -> CloseReason {
+        // Deadlines only move later as traffic flows, so the timer is re-armed
+        // only when it fires or when a deadline moves earlier (CONNECT
+        // received, closing): an early wake-up just re-checks and re-arms.
+        let mut armed = self.next_deadline();
+        let timer = sleep_until(armed);
+        tokio::pin!(timer);
+        if !self.raw.is_empty() {
+            self.on_read();
+        }
+        loop {
+            let next = self.next_deadline();
+            if next < armed {
+                armed = next;
+                timer.as_mut().reset(armed);
+            }
+            let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut())).await;
+            match event {
+                Event::Read => self.on_read(),
+                Event::Outbound => self.on_outbound(),
+                Event::Timer => {
+                    if let Some(reason) = self.on_timer() {
+                        return reason;
+                    }
+                    armed = self.next_deadline();
+                    timer.as_mut().reset(armed);
+                }
+                Event::Eof => return self.closing.map_or(CloseReason::Client, |(_, r)| r),
+                Event::Failed => return self.closing.map_or(CloseReason::Io, |(_, r)| r),
+                Event::Flushed => {
+                    let reason = self.closing.map_or(CloseReason::Client, |(_, r)| r);
+                    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.stream.shutdown()).await;
+                    return reason;
+                }
+            }
+        }
+    }
+
+    /// Waits for the next thing to do, making write progress on the way.
+    fn poll_event(&mut self, cx: &mut Context<'_>, timer: Pin<&mut Sleep>) -> Poll<Event> {
+        while !self.write.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.write) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+                Poll::Ready(Ok(n)) => {
+                    let _ = self.write.split_to(n);
+                    self.last_write = Instant::now();
+                    self.node.metrics.bytes_out.add(n as u64);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.write.is_empty() {
+            // Release the allocation between bursts.
+            self.write = BytesMut::new();
+            if self.closing.is_some() {
+                return Poll::Ready(Event::Flushed);
+            }
+        }
+        let room = self.write.len() < self.node.config.max_write_buffer;
+        if self.closing.is_none() && room {
+            match poll_read_chunk(&mut self.stream, cx, &mut self.raw) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Event::Read),
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+                Poll::Pending => {}
+            }
+            if self.outbound.poll_ready(cx).is_ready() {
+                return Poll::Ready(Event::Outbound);
+            }
+        }
+        if timer.poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+
+    fn on_read(&mut self) {
+        self.last_read = Instant::now();
+        self.node.metrics.bytes_in.add(self.raw.len() as u64);
+        loop {
+            match self.ws.read(&mut self.raw, &mut self.stomp) {
+                Ok(None) => break,
+                Ok(Some(Control::Ping(payload))) => websocket::put_pong(&mut self.write, &payload),
+                Ok(Some(Control::Pong)) => {}
+                Ok(Some(Control::Close)) => {
+                    websocket::put_close(&mut self.write, websocket::CLOSE_NORMAL, "");
+                    self.begin_close(CloseReason::Client);
+                    return;
+                }
+                Err(e) => {
+                    self.fail(StompError::new("websocket protocol error").detail(e.0.to_string()));
+                    return;
+                }
+            }
+            if self.decode_frames() {
+                return;
+            }
+        }
+        self.decode_frames();
+        if self.raw.is_empty() {
+            self.raw = BytesMut::new();
+        }
+        if self.stomp.is_empty() && self.decoder.is_idle() {
+            self.stomp = BytesMut::new();
+        }
+    }
+
+    /// Decodes and handles every complete frame. Returns true once the
+    /// connection is closing.
+    fn decode_frames(&mut self) -> bool {
+        while self.closing.is_none() {
+            let frame = match self.decoder.decode(&mut self.stomp) {
+                Ok(Some(Item::Frame(frame))) => frame,
+                Ok(Some(Item::HeartBeat)) => continue,
+                Ok(None) => return false,
+                Err(e) => {
+                    self.fail(StompError::new("malformed frame").detail(e.to_string()));
+                    return true;
+                }
+            };
+            self.node.metrics.frames_in.inc();
+            let was_connected = self.session.is_connected();
+            match self.session.on_frame(frame, &mut self.write) {
+                Ok(Flow::Continue) => {
+                    if !was_connected && self.session.is_connected() {
+                        self.decoder
+                            .set_escaping(self.session.version().escapes_headers());
+                    }
+                }
+                Ok(Flow::Disconnect) => {
+                    websocket::put_close(&mut self.write, websocket::CLOSE_NORMAL, "");
+                    self.begin_close(CloseReason::Client);
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+        true
+    }
+
+    fn on_outbound(&mut self) {
+        if self.outbound.has_overflowed() {
+            let capacity = self.node.config.outbound_queue;
+            self.fail(
+                StompError::new("slow consumer")
+                    .detail(format!(
+                        "more than {capacity} messages were waiting to be sent to this connection"
+                    ))
+                    .reason(CloseReason::SlowConsumer),
+            );
+            return;
+        }
+        let mode = self.node.config.message_frames;
+        let limit = self.node.config.max_write_buffer;
+        let mut written = 0u64;
+        while self.write.len() < limit {
+            let Some(delivery) = self.outbound.pop() else {
+                break;
+            };
+            match self.session.write_delivery(delivery, mode, &mut self.write) {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    self.fail(e);
+                    break;
+                }
+            }
+        }
+        self.node.metrics.deliveries_written.add(written);
+    }
+
+    /// Handles an expired deadline. Returns a reason when the connection
+    /// must end now without flushing.
+    fn on_timer(&mut self) -> Option<CloseReason> {
+        let now = Instant::now();
+        if let Some((deadline, reason)) = self.closing {
+            return (now >= deadline).then_some(reason);
+        }
+        let config = &self.node.config;
+        if !self.session.is_connected() {
+            if now >= self.opened + config.connect_timeout() {
+                let secs = config.connect_timeout().as_secs_f64();
+                self.fail(
+                    StompError::new("connect timeout")
+                        .detail(format!(
+                            "no CONNECT frame within {secs} s of the WebSocket upgrade"
+                        ))
+                        .reason(CloseReason::Timeout),
+                );
+            }
+            return None;
+        }
+        if let Some(deadline) = self.receive_deadline() {
+            if now >= deadline {
+                self.fail(
+                    StompError::new("heart-beat timeout")
+                        .detail("nothing received from the client within the negotiated heart-beat interval")
+                        .reason(CloseReason::Timeout),
+                );
+                return None;
+            }
+        }
+        if let Some(interval) = self.send_interval() {
+            if now >= self.last_write + interval {
+                if self.session.heartbeat().send.is_some() {
+                    websocket::put_data(&mut self.write, websocket::DataKind::Text, b"\n");
+                } else {
+                    websocket::put_ping(&mut self.write);
+                }
+                // Count it as written now so the timer does not fire again
+                // before the socket has taken it.
+                self.last_write = now;
+            }
+        }
+        None
+    }
+
+    /// The STOMP heart-beat interval or, without one, the WebSocket keep-alive.
+    fn send_interval(&self) -> Option<Duration> {
+        let keepalive = self.node.config.keepalive_ping_ms;
+        self.session
+            .heartbeat()
+            .send
+            .or_else(|| (keepalive > 0).then(|| Duration::from_millis(keepalive)))
+    }
+
+    fn receive_deadline(&self) -> Option<Instant> {
+        let interval = self.session.heartbeat().recv?;
+        Some(self.last_read + interval.mul_f64(self.node.config.heartbeat_grace))
+    }
+
+    fn next_deadline(&self) -> Instant {
+        if let Some((deadline, _)) = self.closing {
+            return deadline;
+        }
+        if !self.session.is_connected() {
+            return self.opened + self.node.config.connect_timeout();
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let send = self.send_interval().map(|i| self.last_write + i);
+        [send, self.receive_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
+    }
+
+    /// Sends the ERROR frame for `error`, then closes.
+    fn fail(&mut self, error: StompError) {
+        if self.closing.is_some() {
+            return;
+        }
+        tracing::debug!(message = %error.message, detail = ?error.detail, "closing connection with ERROR");
+        write_frame(&mut self.write, &error.to_frame(), self.session.version());
+        websocket::put_close(&mut self.write, websocket::CLOSE_POLICY, &error.message);
+        self.begin_close(error.reason);
+    }
+
+    fn begin_close(&mut self, reason: CloseReason) {
+        if self.closing.is_none() {
+            self.closing = Some((Instant::now() + CLOSE_FLUSH_TIMEOUT, reason));
+            self.outbound.close();
+        }
+    }
+}
+
+/// Reads whatever the socket has into a stack buffer and appends it to
+/// `dst`, so no heap buffer exists while the connection is idle.
+fn poll_read_chunk<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    dst: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let mut buf = ReadBuf::new(&mut chunk);
+    match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => {
+            dst.extend_from_slice(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}

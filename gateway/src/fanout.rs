@@ -1,0 +1,58 @@
+//! Local delivery: the node's [`DeliverySink`].
+//!
+//! A publication is encoded once (and once more only if a STOMP 1.0 session,
+//! which reads headers unescaped, subscribes to it); every subscriber then
+//! gets a pointer to the same bytes pushed on its bounded queue. Nothing on
+//! this path allocates or locks per subscriber, and a full queue only marks
+//! that one connection as a slow consumer.
+
+use std::sync::Arc;
+
+use broker_bridge::{DeliverySink, Publication};
+use stomp::Version;
+
+use crate::{
+    message::EncodedMessage,
+    metrics::Metrics,
+    outbound::{Delivery, Pushed},
+    registry::Registry,
+};
+
+pub struct Fanout {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+}
+
+impl Fanout {
+    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Fanout {
+        Fanout { registry, metrics }
+    }
+}
+
+impl DeliverySink for Fanout {
+    fn deliver(&self, publication: Publication) {
+        let Some(subscribers) = self.registry.snapshot(&publication.destination) else {
+            return;
+        };
+        let escaped = EncodedMessage::encode(&publication, Version::V1_2);
+        let mut unescaped: Option<Arc<EncodedMessage>> = None;
+        let mut queued = 0u64;
+        for subscriber in subscribers.iter() {
+            let message = if subscriber.escaping {
+                escaped.clone()
+            } else {
+                unescaped
+                    .get_or_insert_with(|| EncodedMessage::encode(&publication, Version::V1_0))
+                    .clone()
+            };
+            let delivery = Delivery {
+                message,
+                subscription: subscriber.key,
+            };
+            if subscriber.outbound.push(delivery) == Pushed::Queued {
+                queued += 1;
+            }
+        }
+        self.metrics.deliveries_queued.add(queued);
+    }
+}

@@ -1,0 +1,175 @@
+//! A MESSAGE frame encoded once and shared by every subscriber.
+//!
+//! The frame is laid out so that the only per-subscriber bytes (the
+//! `subscription` header and, for client-ack subscriptions, the `ack` header)
+//! are spliced in at one offset by the connection writer:
+//!
+//! ```text
+//! MESSAGE\n destination:… \n message-id:… \n <app headers> content-length:N\n
+//!   ── split ──  [subscription:ID\n] [ack:N\n]
+//! \n <body> \0
+//! ```
+
+use std::sync::Arc;
+
+use broker_bridge::Publication;
+use bytes::{BufMut, Bytes, BytesMut};
+use stomp::{escape, Version};
+
+/// The shared, immutable encoding of one published message.
+pub struct EncodedMessage {
+    bytes: Bytes,
+    split: usize,
+    binary_body: bool,
+    message_id: Arc<str>,
+}
+
+/// Header names a SEND may not pass through to MESSAGE: they describe the
+/// SEND frame itself or are set by the server.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "destination",
+    "message-id",
+    "subscription",
+    "ack",
+    "receipt",
+    "transaction",
+    "content-length",
+];
+
+impl EncodedMessage {
+    /// Encodes `publication` once for `version` (1.0 sessions get unescaped
+    /// headers, so the node keeps one encoding per escaping rule).
+    pub fn encode(publication: &Publication, version: Version) -> Arc<EncodedMessage> {
+        let escaping = version.escapes_headers();
+        let headers_len: usize = publication
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum();
+        let mut buf = BytesMut::with_capacity(
+            64 + publication.destination.len()
+                + publication.message_id.len()
+                + headers_len
+                + publication.body.len(),
+        );
+        buf.put_slice(b"MESSAGE\ndestination:");
+        put_value(&publication.destination, escaping, &mut buf);
+        buf.put_slice(b"\nmessage-id:");
+        put_value(&publication.message_id, escaping, &mut buf);
+        buf.put_u8(b'\n');
+        for (name, value) in &publication.headers {
+            put_value(name, escaping, &mut buf);
+            buf.put_u8(b':');
+            put_value(value, escaping, &mut buf);
+            buf.put_u8(b'\n');
+        }
+        buf.put_slice(b"content-length:");
+        buf.put_slice(publication.body.len().to_string().as_bytes());
+        buf.put_u8(b'\n');
+        let split = buf.len();
+        buf.put_u8(b'\n');
+        buf.put_slice(&publication.body);
+        buf.put_u8(0);
+        Arc::new(EncodedMessage {
+            bytes: buf.freeze(),
+            split,
+            binary_body: std::str::from_utf8(&publication.body).is_err(),
+            message_id: publication.message_id.clone(),
+        })
+    }
+
+    /// Everything before the per-subscriber headers.
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..self.split]
+    }
+
+    /// The blank line, the body and the NUL.
+    pub fn tail(&self) -> &[u8] {
+        &self.bytes[self.split..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// True when the body is not valid UTF-8 and so must travel in a binary
+    /// WebSocket frame.
+    pub fn has_binary_body(&self) -> bool {
+        self.binary_body
+    }
+
+    pub fn message_id(&self) -> &Arc<str> {
+        &self.message_id
+    }
+
+    #[cfg(test)]
+    pub fn for_test(body: &'static [u8]) -> Arc<EncodedMessage> {
+        EncodedMessage::encode(
+            &Publication {
+                destination: "/topic/test".into(),
+                message_id: "m-1".into(),
+                headers: Vec::new(),
+                body: Bytes::from_static(body),
+            },
+            Version::V1_2,
+        )
+    }
+}
+
+fn put_value(value: &str, escaping: bool, buf: &mut BytesMut) {
+    if escaping {
+        escape::escape_into(value.as_bytes(), buf);
+    } else {
+        buf.put_slice(value.as_bytes());
+    }
+}
+
+/// The `subscription:ID\n` header of one subscription, encoded once when it
+/// is created so deliveries copy it rather than format it.
+pub fn subscription_header(id: &str, version: Version) -> Bytes {
+    let mut buf = BytesMut::with_capacity(15 + escape::escaped_len(id.as_bytes()));
+    buf.put_slice(b"subscription:");
+    put_value(id, version.escapes_headers(), &mut buf);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use stomp::{Decoder, Item};
+
+    use super::*;
+
+    #[test]
+    fn spliced_frame_decodes_with_all_headers() {
+        let p = Publication {
+            destination: "/topic/a:b".into(),
+            message_id: "n1-7".into(),
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("x".into(), "1\n2".into()),
+            ],
+            body: Bytes::from_static(b"he\0llo"),
+        };
+        let m = EncodedMessage::encode(&p, Version::V1_2);
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(m.head());
+        wire.extend_from_slice(&subscription_header("s:1", Version::V1_2));
+        wire.extend_from_slice(b"ack:42\n");
+        wire.extend_from_slice(m.tail());
+        let Some(Item::Frame(f)) = Decoder::default().decode(&mut wire).unwrap() else {
+            panic!("no frame")
+        };
+        assert_eq!(f.header("destination"), Some("/topic/a:b"));
+        assert_eq!(f.header("subscription"), Some("s:1"));
+        assert_eq!(f.header("ack"), Some("42"));
+        assert_eq!(f.header("x"), Some("1\n2"));
+        assert_eq!(&f.body[..], b"he\0llo");
+        assert!(m.has_binary_body() == false);
+    }
+}

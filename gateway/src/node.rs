@@ -1,0 +1,81 @@
+//! The node: everything one gateway process shares between connections.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use broker_bridge::{Broker, EmbeddedBroker};
+
+use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry};
+
+/// Shared state handed to every connection task: configuration, the
+/// subscription registry, the broker and the counters.
+pub struct Node {
+    pub config: Config,
+    pub id: Arc<str>,
+    pub registry: Arc<Registry>,
+    pub broker: Arc<dyn Broker>,
+    pub metrics: Arc<Metrics>,
+    next_message: AtomicU64,
+    next_session: AtomicU64,
+}
+
+impl Node {
+    /// A node with the embedded in-process broker.
+    pub fn embedded(config: Config) -> Arc<Node> {
+        let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
+        let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(fanout));
+        Node::with_broker(config, registry, broker, metrics)
+    }
+
+    /// A node over any broker; `registry` must be the one the broker's sink
+    /// delivers to.
+    pub fn with_broker(
+        config: Config,
+        registry: Arc<Registry>,
+        broker: Arc<dyn Broker>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Node> {
+        registry.attach_broker(&broker);
+        let id: Arc<str> = match &config.node_id {
+            Some(id) => id.as_str().into(),
+            None => random_id().into(),
+        };
+        Arc::new(Node {
+            config,
+            id,
+            registry,
+            broker,
+            metrics,
+            next_message: AtomicU64::new(1),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// A message id unique in the cluster: `<node>-<counter>`.
+    pub fn next_message_id(&self) -> Arc<str> {
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id).into()
+    }
+
+    /// A session id unique in the cluster.
+    pub fn next_session_id(&self) -> String {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        format!("{}-s{n}", self.id)
+    }
+}
+
+/// Eight hex digits from the process's randomly keyed hasher: enough to tell
+/// nodes apart in a fleet without pulling in a random number crate.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let h = RandomState::new().hash_one((nanos, std::process::id()));
+    format!("{:08x}", h as u32)
+}

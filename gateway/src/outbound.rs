@@ -1,0 +1,147 @@
+//! One connection's bounded outbound queue, fed by the fan-out.
+//!
+//! Many publishers push concurrently and one connection task pops. The queue
+//! is lock-free ([`SegQueue`]) so the fan-out takes no lock per subscriber,
+//! allocates nothing until a message is actually queued, and frees its blocks
+//! as they drain: an idle connection's queue costs a few hundred bytes.
+//! Bounding is an atomic counter: a push that would exceed the capacity is
+//! refused and flags the connection as a slow consumer instead of growing.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+};
+
+use atomic_waker::AtomicWaker;
+use crossbeam_queue::SegQueue;
+
+use crate::message::EncodedMessage;
+
+/// One message for one subscription of one connection: a shared encoded
+/// message and the connection-local key of the subscription it matched.
+pub struct Delivery {
+    pub message: Arc<EncodedMessage>,
+    pub subscription: u32,
+}
+
+/// The producer/consumer handle shared by the registry and the connection.
+pub struct Outbound {
+    queue: SegQueue<Delivery>,
+    len: AtomicUsize,
+    capacity: usize,
+    overflowed: AtomicBool,
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was full: the message was not queued and the connection is
+    /// now marked as a slow consumer.
+    Overflow,
+    /// The connection is closing; the message was dropped.
+    Closed,
+}
+
+impl Outbound {
+    pub fn new(capacity: usize) -> Arc<Outbound> {
+        Arc::new(Outbound {
+            queue: SegQueue::new(),
+            len: AtomicUsize::new(0),
+            capacity,
+            overflowed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    /// Called by the fan-out for every matching subscriber: one atomic add,
+    /// one lock-free push, one wake. Never blocks.
+    pub fn push(&self, delivery: Delivery) -> Pushed {
+        if self.closed.load(Ordering::Relaxed) {
+            return Pushed::Closed;
+        }
+        if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            if !self.overflowed.swap(true, Ordering::AcqRel) {
+                self.waker.wake();
+            }
+            return Pushed::Overflow;
+        }
+        self.queue.push(delivery);
+        self.waker.wake();
+        Pushed::Queued
+    }
+
+    pub fn pop(&self) -> Option<Delivery> {
+        let delivery = self.queue.pop()?;
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        Some(delivery)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn has_overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Ready when there is something to pop or the queue overflowed.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if !self.queue.is_empty() || self.has_overflowed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Stops accepting pushes and drops what is queued.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        while self.pop().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::EncodedMessage;
+
+    fn delivery() -> Delivery {
+        Delivery {
+            message: EncodedMessage::for_test(b"x"),
+            subscription: 1,
+        }
+    }
+
+    #[test]
+    fn push_beyond_capacity_overflows_without_growing() {
+        let q = Outbound::new(2);
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(q.push(delivery()), Pushed::Overflow);
+        assert_eq!(q.len(), 2);
+        assert!(q.has_overflowed());
+        assert!(q.pop().is_some() && q.pop().is_some() && q.pop().is_none());
+    }
+
+    #[test]
+    fn closed_queue_drops_pushes() {
+        let q = Outbound::new(4);
+        q.push(delivery());
+        q.close();
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.push(delivery()), Pushed::Closed);
+    }
+}

@@ -1,0 +1,216 @@
+//! Who is subscribed to what on this node.
+//!
+//! Destinations are spread over a fixed set of shards, each behind its own
+//! small lock, so subscribes on different destinations rarely contend. The
+//! fan-out never holds a lock while it walks subscribers: it takes a
+//! copy-on-write snapshot (`Arc<[Subscriber]>`) under the shard lock and
+//! walks that. A snapshot is rebuilt lazily, at most once per message after a
+//! change, so churn costs O(changes) and delivery costs O(subscribers).
+//!
+//! The registry also keeps the node's per-destination reference count: the
+//! first local subscriber of a destination subscribes the node on the broker
+//! and the last one leaving unsubscribes it. Both calls are made under the
+//! shard lock so they reach the broker in the same order as the changes.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, OnceLock, Weak},
+};
+
+use broker_bridge::Broker;
+use parking_lot::Mutex;
+
+use crate::outbound::Outbound;
+
+const SHARDS: usize = 64;
+
+/// One subscription as the fan-out sees it.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub outbound: Arc<Outbound>,
+    /// The connection-local key of the subscription.
+    pub key: u32,
+    /// Whether this session escapes headers (false only for STOMP 1.0).
+    pub escaping: bool,
+}
+
+#[derive(Default)]
+struct Topic {
+    subscribers: Vec<Subscriber>,
+    snapshot: Option<Arc<[Subscriber]>>,
+}
+
+/// The node's subscription table.
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<Arc<str>, Topic>>]>,
+    hasher: RandomState,
+    broker: OnceLock<Weak<dyn Broker>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            broker: OnceLock::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Connects the registry to the broker it reports interest changes to.
+    /// Weak, because the broker (through the fan-out) points back here.
+    pub fn attach_broker(&self, broker: &Arc<dyn Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+    }
+
+    fn shard(&self, destination: &str) -> &Mutex<HashMap<Arc<str>, Topic>> {
+        let index = self.hasher.hash_one(destination) as usize % SHARDS;
+        &self.shards[index]
+    }
+
+    fn broker(&self) -> Option<Arc<dyn Broker>> {
+        self.broker.get().and_then(Weak::upgrade)
+    }
+
+    pub fn subscribe(&self, destination: &Arc<str>, subscriber: Subscriber) {
+        let mut shard = self.shard(destination).lock();
+        let topic = shard.entry(destination.clone()).or_default();
+        topic.subscribers.push(subscriber);
+        topic.snapshot = None;
+        if topic.subscribers.len() == 1 {
+            if let Some(broker) = self.broker() {
+                broker.subscribe(destination);
+            }
+        }
+    }
+
+    /// Removes the subscription `key` of the connection owning `outbound`.
+    pub fn unsubscribe(&self, destination: &str, outbound: &Arc<Outbound>, key: u32) {
+        let mut shard = self.shard(destination).lock();
+        let Some(topic) = shard.get_mut(destination) else {
+            return;
+        };
+        let before = topic.subscribers.len();
+        topic
+            .subscribers
+            .retain(|s| !(s.key == key && Arc::ptr_eq(&s.outbound, outbound)));
+        if topic.subscribers.len() == before {
+            return;
+        }
+        topic.snapshot = None;
+        if topic.subscribers.is_empty() {
+            shard.remove(destination);
+            if let Some(broker) = self.broker() {
+                broker.unsubscribe(destination);
+            }
+        }
+    }
+
+    /// The current subscribers of `destination`, without holding any lock
+    /// afterwards.
+    pub fn snapshot(&self, destination: &str) -> Option<Arc<[Subscriber]>> {
+        let mut shard = self.shard(destination).lock();
+        let topic = shard.get_mut(destination)?;
+        Some(
+            topic
+                .snapshot
+                .get_or_insert_with(|| topic.subscribers.as_slice().into())
+                .clone(),
+        )
+    }
+
+    /// Destinations with at least one local subscriber.
+    pub fn destination_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Local subscriptions over all destinations.
+    pub fn subscription_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .values()
+                    .map(|t| t.subscribers.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broker_bridge::{BrokerError, Publication};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct InterestLog(Mutex<Vec<String>>);
+
+    impl Broker for InterestLog {
+        fn publish(&self, _: Publication) -> Result<(), BrokerError> {
+            Ok(())
+        }
+        fn subscribe(&self, d: &str) {
+            self.0.lock().push(format!("+{d}"));
+        }
+        fn unsubscribe(&self, d: &str) {
+            self.0.lock().push(format!("-{d}"));
+        }
+    }
+
+    #[test]
+    fn broker_interest_follows_first_and_last_subscriber() {
+        let log = Arc::new(InterestLog::default());
+        let broker: Arc<dyn Broker> = log.clone();
+        let registry = Registry::default();
+        registry.attach_broker(&broker);
+        let dest: Arc<str> = "/topic/a".into();
+        let (a, b) = (Outbound::new(4), Outbound::new(4));
+        let sub = |o: &Arc<Outbound>, key| Subscriber {
+            outbound: o.clone(),
+            key,
+            escaping: true,
+        };
+        registry.subscribe(&dest, sub(&a, 1));
+        registry.subscribe(&dest, sub(&b, 1));
+        registry.subscribe(&dest, sub(&a, 2));
+        assert_eq!(registry.snapshot(&dest).unwrap().len(), 3);
+        registry.unsubscribe(&dest, &a, 1);
+        registry.unsubscribe(&dest, &a, 1); // already gone: no effect
+        registry.unsubscribe(&dest, &b, 1);
+        assert_eq!(*log.0.lock(), ["+/topic/a"]);
+        registry.unsubscribe(&dest, &a, 2);
+        assert_eq!(*log.0.lock(), ["+/topic/a", "-/topic/a"]);
+        assert!(registry.snapshot(&dest).is_none());
+        assert_eq!(registry.destination_count(), 0);
+    }
+
+    #[test]
+    fn snapshot_is_stable_while_registry_changes() {
+        let registry = Registry::default();
+        let dest: Arc<str> = "/topic/b".into();
+        let a = Outbound::new(4);
+        registry.subscribe(
+            &dest,
+            Subscriber {
+                outbound: a.clone(),
+                key: 1,
+                escaping: true,
+            },
+        );
+        let snap = registry.snapshot(&dest).unwrap();
+        registry.subscribe(
+            &dest,
+            Subscriber {
+                outbound: a.clone(),
+                key: 2,
+                escaping: true,
+            },
+        );
+        assert_eq!(snap.len(), 1, "a taken snapshot does not see later changes");
+        assert_eq!(registry.snapshot(&dest).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,479 @@
+//! One client's STOMP session: the protocol state machine.
+//!
+//! The connection task feeds it decoded frames and queued deliveries; the
+//! session answers by appending WebSocket-framed STOMP frames to the
+//! connection's write buffer, and talks to the registry and the broker. It
+//! does no I/O itself, so every protocol rule is testable without sockets.
+
+mod acks;
+mod error;
+pub mod heartbeat;
+mod transactions;
+
+use std::sync::Arc;
+
+use broker_bridge::Publication;
+use bytes::{BufMut, BytesMut};
+use stomp::{Command, Frame, Version};
+
+pub use acks::AckMode;
+use acks::{AckRef, PendingAcks, Settled};
+pub use error::StompError;
+use heartbeat::Heartbeat;
+use transactions::Transactions;
+
+use crate::{
+    config::MessageFrames,
+    message::{subscription_header, RESERVED_HEADERS},
+    metrics::CloseReason,
+    node::Node,
+    outbound::{Delivery, Outbound},
+    registry::Subscriber,
+    transport::websocket::{self, DataKind},
+};
+
+const SERVER_NAME: &str = concat!("stomp-gateway/", env!("CARGO_PKG_VERSION"));
+const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2";
+
+/// What the connection should do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The client sent DISCONNECT: flush and close.
+    Disconnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    Connected,
+}
+
+/// One active subscription.
+struct Subscription {
+    key: u32,
+    id: Box<str>,
+    destination: Arc<str>,
+    ack: AckMode,
+    /// `subscription:<id>\n`, encoded once.
+    header: bytes::Bytes,
+}
+
+/// The state of one STOMP session.
+pub struct Session {
+    node: Arc<Node>,
+    outbound: Arc<Outbound>,
+    phase: Phase,
+    version: Version,
+    /// The version the WebSocket subprotocol named, if any.
+    subprotocol: Option<Version>,
+    heartbeat: Heartbeat,
+    subscriptions: Vec<Subscription>,
+    next_key: u32,
+    acks: PendingAcks,
+    transactions: Transactions,
+}
+
+impl Session {
+    pub fn new(node: Arc<Node>, outbound: Arc<Outbound>, subprotocol: Option<Version>) -> Session {
+        Session {
+            node,
+            outbound,
+            phase: Phase::AwaitingConnect,
+            version: subprotocol.unwrap_or(Version::V1_2),
+            subprotocol,
+            heartbeat: Heartbeat::default(),
+            subscriptions: Vec::new(),
+            next_key: 0,
+            acks: PendingAcks::default(),
+            transactions: Transactions::default(),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat
+    }
+
+    /// Handles one client frame, appending any reply to `out`.
+    pub fn on_frame(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, StompError> {
+        self.dispatch(frame, out)
+    }
+
+    fn dispatch(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, StompError> {
+        let command = frame.command;
+        if self.phase == Phase::AwaitingConnect {
+            return match command {
+                Command::Connect | Command::Stomp => {
+                    self.connect(&frame, out).map(|()| Flow::Continue)
+                }
+                other => Err(StompError::new("not connected")
+                    .detail(format!(
+                        "expected CONNECT or STOMP as the first frame, got {other}"
+                    ))
+                    .for_frame(&frame)),
+            };
+        }
+        if !command.allows_body() && !frame.body.is_empty() {
+            return Err(StompError::new("unexpected body")
+                .detail(format!("{command} frames must not have a body"))
+                .for_frame(&frame));
+        }
+        let receipt = frame.header("receipt").map(str::to_string);
+        let flow = match command {
+            Command::Connect | Command::Stomp => {
+                return Err(StompError::new("already connected").for_frame(&frame))
+            }
+            Command::Send => self.send(frame).map(|()| Flow::Continue),
+            Command::Subscribe => self.subscribe(&frame).map(|()| Flow::Continue),
+            Command::Unsubscribe => self.unsubscribe(&frame).map(|()| Flow::Continue),
+            Command::Ack | Command::Nack => self.ack(frame).map(|()| Flow::Continue),
+            Command::Begin => self.begin(&frame).map(|()| Flow::Continue),
+            Command::Commit => self.commit(&frame).map(|()| Flow::Continue),
+            Command::Abort => self.abort(&frame).map(|()| Flow::Continue),
+            Command::Disconnect => Ok(Flow::Disconnect),
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                Err(StompError::new("unexpected server frame").detail(format!(
+                    "{command} is a server frame; clients may not send it"
+                )))
+            }
+        };
+        let flow = flow.map_err(|e| e.receipt_from(receipt.as_deref()))?;
+        if let Some(receipt) = receipt {
+            write_frame(
+                out,
+                &Frame::new(Command::Receipt).with_header("receipt-id", receipt),
+                self.version,
+            );
+        }
+        Ok(flow)
+    }
+
+    fn connect(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StompError> {
+        let config = &self.node.config;
+        self.version = self.negotiate_version(frame)?;
+        let client_hb = match frame.header("heart-beat") {
+            None => (0, 0),
+            Some(v) => heartbeat::parse(v).ok_or_else(|| {
+                StompError::new("invalid heart-beat header").detail(format!(
+                    "heart-beat must be two integers 'cx,cy', got {v:?}"
+                ))
+            })?,
+        };
+        let server_hb = (config.heartbeat_send_ms, config.heartbeat_recv_ms);
+        self.heartbeat = heartbeat::negotiate(client_hb, server_hb);
+        self.phase = Phase::Connected;
+        let connected = Frame::new(Command::Connected)
+            .with_header("version", self.version.as_str())
+            .with_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1))
+            .with_header("server", SERVER_NAME)
+            .with_header("session", self.node.next_session_id());
+        write_frame(out, &connected, self.version);
+        Ok(())
+    }
+
+    /// Picks the highest version both sides speak: from `accept-version`
+    /// when present, else from the WebSocket subprotocol, else 1.0 (a CONNECT
+    /// without `accept-version` is a 1.0 client).
+    fn negotiate_version(&self, frame: &Frame) -> Result<Version, StompError> {
+        let Some(accept) = frame.header("accept-version") else {
+            return Ok(self.subprotocol.unwrap_or(Version::V1_0));
+        };
+        accept
+            .split(',')
+            .filter_map(Version::parse)
+            .max()
+            .ok_or_else(|| {
+                StompError::new("unsupported protocol version")
+                    .detail(format!(
+                        "supported versions are {SUPPORTED_VERSIONS}; client accepts {accept:?}"
+                    ))
+                    .header("version", SUPPORTED_VERSIONS)
+            })
+    }
+
+    fn send(&mut self, frame: Frame) -> Result<(), StompError> {
+        let destination = required(&frame, "destination")?;
+        self.check_destination(destination)?;
+        if let Some(tx) = frame.header("transaction") {
+            let tx = tx.to_string();
+            let max = self.node.config.max_transaction_frames;
+            return self.transactions.buffer(&tx, frame, max);
+        }
+        self.publish(frame)
+    }
+
+    fn publish(&mut self, frame: Frame) -> Result<(), StompError> {
+        let destination: Arc<str> = required(&frame, "destination")?.into();
+        let headers = frame
+            .headers
+            .iter()
+            .filter(|h| !RESERVED_HEADERS.contains(&h.name()))
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        let publication = Publication {
+            destination,
+            message_id: self.node.next_message_id(),
+            headers,
+            body: frame.body,
+        };
+        self.node.metrics.messages_published.inc();
+        self.node
+            .broker
+            .publish(publication)
+            .map_err(|e| StompError::new("publish failed").detail(e.to_string()))
+    }
+
+    fn subscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let id = required(frame, "id")?;
+        let destination = required(frame, "destination")?;
+        self.check_destination(destination)?;
+        let ack_header = frame.header("ack").unwrap_or("auto");
+        let ack = AckMode::parse(ack_header).ok_or_else(|| {
+            StompError::new("invalid ack mode").detail(format!(
+                "ack must be auto, client or client-individual, got {ack_header:?}"
+            ))
+        })?;
+        if self.subscriptions.iter().any(|s| &*s.id == id) {
+            return Err(StompError::new("duplicate subscription id").detail(format!(
+                "subscription id '{id}' is already in use on this connection"
+            )));
+        }
+        let max = self.node.config.max_subscriptions;
+        if self.subscriptions.len() >= max {
+            return Err(StompError::new("too many subscriptions")
+                .detail(format!("at most {max} subscriptions per connection")));
+        }
+        self.next_key += 1;
+        let subscription = Subscription {
+            key: self.next_key,
+            id: id.into(),
+            destination: destination.into(),
+            ack,
+            header: subscription_header(id, self.version),
+        };
+        self.node.registry.subscribe(
+            &subscription.destination,
+            Subscriber {
+                outbound: self.outbound.clone(),
+                key: subscription.key,
+                escaping: self.version.escapes_headers(),
+            },
+        );
+        self.subscriptions.push(subscription);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
+        // STOMP 1.0 allowed naming the subscription by destination.
+        let position = match (frame.header("id"), frame.header("destination")) {
+            (Some(id), _) => self.subscriptions.iter().position(|s| &*s.id == id),
+            (None, Some(dest)) if self.version == Version::V1_0 => self
+                .subscriptions
+                .iter()
+                .position(|s| &*s.destination == dest),
+            _ => return Err(StompError::missing_header(Command::Unsubscribe, "id")),
+        };
+        let position = position.ok_or_else(|| {
+            StompError::new("unknown subscription").detail(format!(
+                "no subscription {:?} on this connection",
+                frame.header("id").unwrap_or_default()
+            ))
+        })?;
+        let subscription = self.subscriptions.swap_remove(position);
+        self.remove_from_registry(&subscription);
+        Ok(())
+    }
+
+    fn remove_from_registry(&mut self, subscription: &Subscription) {
+        self.node
+            .registry
+            .unsubscribe(&subscription.destination, &self.outbound, subscription.key);
+        self.acks.forget_subscription(subscription.key);
+    }
+
+    fn ack(&mut self, frame: Frame) -> Result<(), StompError> {
+        // Validate now so a bad ACK inside a transaction fails at once.
+        self.ack_reference(&frame)?;
+        if let Some(tx) = frame.header("transaction") {
+            let tx = tx.to_string();
+            let max = self.node.config.max_transaction_frames;
+            return self.transactions.buffer(&tx, frame, max);
+        }
+        self.apply_ack(&frame)
+    }
+
+    fn ack_reference<'f>(&self, frame: &'f Frame) -> Result<AckRef<'f>, StompError> {
+        if self.version == Version::V1_2 {
+            let id = required(frame, "id")?;
+            return id.parse().map(AckRef::AckId).map_err(|_| unknown_ack(id));
+        }
+        let message_id = required(frame, "message-id")?;
+        let subscription = frame
+            .header("subscription")
+            .and_then(|id| self.subscriptions.iter().find(|s| &*s.id == id))
+            .map(|s| s.key);
+        Ok(AckRef::MessageId(message_id, subscription))
+    }
+
+    fn apply_ack(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let reference = self.ack_reference(frame)?;
+        match self.acks.settle(reference) {
+            Settled::Unknown => Err(unknown_ack(frame.header("id").unwrap_or_default())),
+            Settled::Messages(n) if frame.command == Command::Nack => {
+                self.node.metrics.nacks.add(n as u64);
+                Ok(())
+            }
+            Settled::Messages(_) | Settled::AlreadySettled => Ok(()),
+        }
+    }
+
+    fn begin(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let tx = required(frame, "transaction")?;
+        self.transactions
+            .begin(tx, self.node.config.max_transactions)
+    }
+
+    fn commit(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let tx = required(frame, "transaction")?;
+        for held in self.transactions.end(tx)? {
+            match held.command {
+                Command::Send => self.publish(held)?,
+                _ => self.apply_ack(&held)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let tx = required(frame, "transaction")?;
+        self.transactions.end(tx).map(drop)
+    }
+
+    fn check_destination(&self, destination: &str) -> Result<(), StompError> {
+        let prefixes = &self.node.config.destination_prefixes;
+        if prefixes.iter().any(|p| destination.starts_with(p.as_str())) && destination.len() > 1 {
+            return Ok(());
+        }
+        Err(StompError::new("unknown destination").detail(format!(
+            "destination {destination:?} must start with one of: {}",
+            prefixes.join(", ")
+        )))
+    }
+
+    /// Appends one queued delivery to `out`. Deliveries for a subscription
+    /// that was removed since they were queued are skipped. Returns whether
+    /// a frame was written.
+    pub fn write_delivery(
+        &mut self,
+        delivery: Delivery,
+        mode: MessageFrames,
+        out: &mut BytesMut,
+    ) -> Result<bool, StompError> {
+        let Some(sub) = self
+            .subscriptions
+            .iter()
+            .find(|s| s.key == delivery.subscription)
+        else {
+            return Ok(false);
+        };
+        let message = &delivery.message;
+        let mut ack_header = [0u8; 32];
+        let mut ack_len = 0;
+        if sub.ack != AckMode::Auto {
+            let max = self.node.config.max_pending_acks;
+            if self.acks.len() >= max {
+                return Err(StompError::new("too many unacknowledged messages")
+                    .detail(format!(
+                        "more than {max} messages are waiting for ACK or NACK on this connection"
+                    ))
+                    .reason(CloseReason::SlowConsumer));
+            }
+            let id = self
+                .acks
+                .record(sub.key, sub.ack, message.message_id().clone());
+            ack_len = format_ack_header(&mut ack_header, id);
+        }
+        let kind = match mode {
+            MessageFrames::Auto if message.has_binary_body() => DataKind::Binary,
+            MessageFrames::Auto | MessageFrames::Text => DataKind::Text,
+            MessageFrames::Binary => DataKind::Binary,
+        };
+        let len = message.len() + sub.header.len() + ack_len;
+        out.reserve(len + 10);
+        websocket::put_data_header(out, kind, len);
+        out.put_slice(message.head());
+        out.put_slice(&sub.header);
+        out.put_slice(&ack_header[..ack_len]);
+        out.put_slice(message.tail());
+        Ok(true)
+    }
+
+    /// Removes every subscription; called once when the connection ends.
+    pub fn close(&mut self) {
+        self.outbound.close();
+        for subscription in std::mem::take(&mut self.subscriptions) {
+            self.node.registry.unsubscribe(
+                &subscription.destination,
+                &self.outbound,
+                subscription.key,
+            );
+        }
+    }
+}
+
+impl StompError {
+    fn receipt_from(mut self, receipt: Option<&str>) -> StompError {
+        if self.receipt.is_none() {
+            self.receipt = receipt.map(str::to_string);
+        }
+        self
+    }
+}
+
+fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, StompError> {
+    frame
+        .header(name)
+        .ok_or_else(|| StompError::missing_header(frame.command, name).for_frame(frame))
+}
+
+fn unknown_ack(id: &str) -> StompError {
+    StompError::new("unknown ack id").detail(format!(
+        "no message with ack id {id:?} was delivered on this connection"
+    ))
+}
+
+/// Writes `ack:<id>\n` into `buf` and returns its length.
+fn format_ack_header(buf: &mut [u8; 32], id: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = id;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = &digits[i..];
+    buf[..4].copy_from_slice(b"ack:");
+    buf[4..4 + digits.len()].copy_from_slice(digits);
+    buf[4 + digits.len()] = b'\n';
+    5 + digits.len()
+}
+
+/// Appends a session-level frame (CONNECTED, RECEIPT, ERROR) as one text
+/// WebSocket message.
+pub fn write_frame(out: &mut BytesMut, frame: &Frame, version: Version) {
+    let mut encoded = BytesMut::new();
+    frame.encode(version, &mut encoded);
+    websocket::put_data(out, DataKind::Text, &encoded);
+}

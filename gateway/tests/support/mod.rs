@@ -1,0 +1,324 @@
+//! Shared helpers for the gateway's integration tests: an in-process gateway
+//! on a free loopback port, and a raw STOMP-over-WebSocket client that can
+//! also send malformed bytes. Every wait has a timeout so no test can hang.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::{Buf, BytesMut};
+use gateway::{Config, Gateway, Node};
+use std::sync::Arc;
+use stomp::{Command, Decoder, Frame, Item, Limits, Version};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    task::JoinHandle,
+    time::timeout,
+};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a gateway on 127.0.0.1:0 with extra flags.
+pub async fn start(flags: &[&str]) -> TestGateway {
+    let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    let config = Config::load_from(args).expect("valid test config");
+    let gateway = Gateway::bind(config).await.expect("bind");
+    let addr = gateway.local_addr();
+    let node = gateway.node().clone();
+    TestGateway {
+        addr,
+        node,
+        task: gateway.spawn(),
+    }
+}
+
+pub const OP_TEXT: u8 = 1;
+pub const OP_BINARY: u8 = 2;
+pub const OP_CLOSE: u8 = 8;
+pub const OP_PING: u8 = 9;
+pub const OP_PONG: u8 = 10;
+
+/// One WebSocket message from the server.
+#[derive(Debug, Clone)]
+pub struct WsMessage {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    /// STOMP bytes received but not yet decoded.
+    stomp: BytesMut,
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
+    /// WebSocket messages received, in order (for opcode checks).
+    pub messages: Vec<WsMessage>,
+}
+
+/// Performs an HTTP request and returns the raw response head.
+pub async fn http_get(addr: SocketAddr, path: &str, extra: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("http timeout")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Client {
+    /// Opens a WebSocket to `/ws` offering `protocols`.
+    pub async fn open(addr: SocketAddr, protocols: &[&str]) -> Client {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        if !protocols.is_empty() {
+            req.push_str(&format!(
+                "Sec-WebSocket-Protocol: {}\r\n",
+                protocols.join(", ")
+            ));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = BytesMut::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = timeout(WAIT, stream.read_buf(&mut buf))
+                .await
+                .expect("upgrade timeout")
+                .unwrap();
+            assert!(n > 0, "server closed during upgrade");
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        let protocol = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sec-websocket-protocol: ")
+                    .or_else(|| l.strip_prefix("Sec-WebSocket-Protocol: "))
+            })
+            .map(str::to_string);
+        buf.advance(head_end);
+        Client {
+            stream,
+            buf,
+            decoder: Decoder::new(Limits {
+                max_frame_bytes: 1 << 24,
+                max_headers: 1000,
+                max_header_line: 1 << 16,
+            }),
+            stomp: BytesMut::new(),
+            protocol,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Opens a WebSocket and completes a STOMP 1.2 CONNECT without heart-beats.
+    pub async fn connected(addr: SocketAddr) -> Client {
+        let mut c = Client::open(addr, &["v12.stomp"]).await;
+        let reply = c
+            .connect(&[("accept-version", "1.2"), ("heart-beat", "0,0")])
+            .await;
+        assert_eq!(reply.command, Command::Connected, "{reply:?}");
+        c
+    }
+
+    /// Sends CONNECT with `headers` and returns the reply frame.
+    pub async fn connect(&mut self, headers: &[(&str, &str)]) -> Frame {
+        let mut f = Frame::new(Command::Connect);
+        for (k, v) in headers {
+            f = f.with_header(*k, *v);
+        }
+        self.send_frame(&f).await;
+        self.frame().await
+    }
+
+    /// Sends one masked WebSocket frame.
+    pub async fn send_ws(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let mask = [0x5a, 0x13, 0xc4, 0x7e];
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        // The server may already have closed (error tests): ignore write errors.
+        let _ = self.stream.write_all(&out).await;
+    }
+
+    /// Sends raw STOMP bytes in one text WebSocket message.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.send_ws(true, OP_TEXT, bytes).await;
+    }
+
+    pub async fn send_frame(&mut self, frame: &Frame) {
+        let bytes = frame.to_bytes(Version::V1_2);
+        self.send_raw(&bytes).await;
+    }
+
+    /// Builds and sends a frame from a command and headers.
+    pub async fn send(&mut self, command: Command, headers: &[(&str, &str)], body: &[u8]) {
+        let mut f = Frame::new(command).with_body(body.to_vec());
+        for (k, v) in headers {
+            f = f.with_header(*k, *v);
+        }
+        self.send_frame(&f).await;
+    }
+
+    /// The next WebSocket message; `None` when the connection closed.
+    pub async fn message(&mut self) -> Option<WsMessage> {
+        self.message_within(WAIT)
+            .await
+            .expect("timed out waiting for a websocket message")
+    }
+
+    /// Like [`Client::message`] but with a caller-chosen wait; `Err` on timeout.
+    pub async fn message_within(&mut self, wait: Duration) -> Result<Option<WsMessage>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(m) = self.parse_message() {
+                self.messages.push(m.clone());
+                return Ok(Some(m));
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await;
+            match read {
+                Err(_) => return Err(()),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn parse_message(&mut self) -> Option<WsMessage> {
+        if self.buf.len() < 2 {
+            return None;
+        }
+        assert_eq!(self.buf[1] & 0x80, 0, "server frames must not be masked");
+        let (len, head) = match self.buf[1] & 0x7f {
+            126 if self.buf.len() >= 4 => {
+                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+            }
+            127 if self.buf.len() >= 10 => (
+                u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if self.buf.len() < head + len {
+            return None;
+        }
+        let opcode = self.buf[0] & 0x0f;
+        assert!(
+            self.buf[0] & 0x80 != 0,
+            "server sends unfragmented messages"
+        );
+        self.buf.advance(head);
+        let payload = self.buf.split_to(len).to_vec();
+        Some(WsMessage { opcode, payload })
+    }
+
+    /// The next STOMP frame (heart-beats skipped). Panics on close/timeout.
+    pub async fn frame(&mut self) -> Frame {
+        self.next_frame()
+            .await
+            .expect("connection closed while waiting for a frame")
+    }
+
+    /// The next STOMP frame, or `None` once the server closed.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            while let Some(item) = self
+                .decoder
+                .decode(&mut self.stomp)
+                .expect("server sent valid STOMP")
+            {
+                if let Item::Frame(f) = item {
+                    return Some(f);
+                }
+            }
+            let m = self.message().await?;
+            match m.opcode {
+                OP_TEXT | OP_BINARY => self.stomp.extend_from_slice(&m.payload),
+                OP_CLOSE => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Expects an ERROR frame, then the close; returns the ERROR.
+    pub async fn expect_error(&mut self) -> Frame {
+        let f = self.frame().await;
+        assert_eq!(f.command, Command::Error, "expected ERROR, got {f:?}");
+        self.expect_closed().await;
+        f
+    }
+
+    /// Expects the connection to end (close frame and/or EOF) without
+    /// another STOMP frame.
+    pub async fn expect_closed(&mut self) {
+        loop {
+            match self.message().await {
+                None => return,
+                Some(m) if m.opcode == OP_CLOSE => {
+                    // Server closes the TCP connection after its close frame.
+                    let rest = self.message().await;
+                    assert!(rest.is_none(), "data after close: {rest:?}");
+                    return;
+                }
+                Some(m) if m.opcode == OP_TEXT && m.payload == b"\n" => {}
+                Some(m) => panic!(
+                    "expected close, got {m:?} ({:?})",
+                    String::from_utf8_lossy(&m.payload)
+                ),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, destination: &str, ack: &str) {
+        self.send(
+            Command::Subscribe,
+            &[
+                ("id", id),
+                ("destination", destination),
+                ("ack", ack),
+                ("receipt", &format!("sub-{id}")),
+            ],
+            b"",
+        )
+        .await;
+        let r = self.frame().await;
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+        assert_eq!(r.header("receipt-id"), Some(format!("sub-{id}").as_str()));
+    }
+}
