@@ -2,7 +2,7 @@
 // Interop check: the gateway against the real @stomp/stompjs client (Node 20, `ws` package).
 //
 // Usage:
-//   node stompjs_check.mjs [-v] ws://127.0.0.1:PORT/ws
+//   node stompjs_check.mjs [-v] [--idle SECONDS] ws://127.0.0.1:PORT/ws
 //
 // Install the dependencies first with scripts/install-interop-deps (npm ci in tests/interop).
 //
@@ -23,6 +23,8 @@
 //     in a binary WebSocket frame;
 //   * heart-beats from the server are observed while idle (when the negotiated interval is
 //     short enough to be worth waiting for);
+//   * with --idle SECONDS, both connections then stay idle that long and must survive on
+//     heart-beats alone (no ERROR, no close, no lost heart-beat);
 //   * both clients disconnect cleanly with client.deactivate() (DISCONNECT + receipt + close),
 //     with reconnection disabled.
 //
@@ -33,7 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeSync } from 'node:fs';
 
 const STEP_TIMEOUT_MS = 10_000; // every single wait
-const OVERALL_TIMEOUT_MS = 90_000; // hard stop for the whole script
+const OVERALL_TIMEOUT_MS = 90_000; // hard stop for the whole script (plus --idle)
 const N_ASCII = 20;
 const CLIENT_HEARTBEAT_MS = 2000; // heartbeatIncoming and heartbeatOutgoing
 const MAX_HEARTBEAT_WAIT_MS = 5000; // only wait for server heart-beats if interval <= this
@@ -59,11 +61,28 @@ process.on('uncaughtException', err => fail(`unexpected exception: ${err && err.
 process.on('unhandledRejection', err => fail(`unexpected rejection: ${err && err.stack ? err.stack : err}`));
 
 // ---- arguments ---------------------------------------------------------------------------
+const USAGE = 'usage: node stompjs_check.mjs [-v] [--idle SECONDS] ws://HOST:PORT/PATH';
 const argv = process.argv.slice(2);
-const verbose = argv.includes('-v') || argv.includes('--verbose');
-const positional = argv.filter(a => !a.startsWith('-'));
+let verbose = false;
+let idleSeconds = 0;
+const positional = [];
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '-v' || a === '--verbose') verbose = true;
+  else if (a === '--idle' || a.startsWith('--idle=')) {
+    const v = a === '--idle' ? argv[++i] : a.slice('--idle='.length);
+    idleSeconds = Number(v);
+    if (v === undefined || v === '' || !Number.isFinite(idleSeconds) || idleSeconds < 0 || idleSeconds > 60) {
+      process.stderr.write(`${USAGE}\n--idle must be between 0 and 60 seconds\n`);
+      process.exit(2);
+    }
+  } else if (a.startsWith('-')) {
+    process.stderr.write(`${USAGE}\nunknown option ${a}\n`);
+    process.exit(2);
+  } else positional.push(a);
+}
 if (positional.length !== 1) {
-  process.stderr.write(`usage: node stompjs_check.mjs [-v] ws://HOST:PORT/PATH\n`);
+  process.stderr.write(`${USAGE}\n`);
   process.exit(2);
 }
 const url = positional[0];
@@ -99,10 +118,8 @@ function installedVersion(pkg) {
 const stompjsVersion = installedVersion('@stomp/stompjs');
 const wsVersion = installedVersion('ws');
 
-const watchdog = setTimeout(
-  () => fail(`overall timeout: not done after ${OVERALL_TIMEOUT_MS / 1000}s`),
-  OVERALL_TIMEOUT_MS,
-);
+const overallMs = OVERALL_TIMEOUT_MS + idleSeconds * 1000;
+const watchdog = setTimeout(() => fail(`overall timeout: not done after ${overallMs / 1000}s`), overallMs);
 watchdog.unref();
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -401,6 +418,19 @@ if (sub.sx > 0) {
   }
 } else {
   hbNote += ', server sends none';
+}
+
+if (idleSeconds > 0) {
+  // both connections idle at once; fail as soon as either reports a problem
+  const deadline = Date.now() + idleSeconds * 1000;
+  while (Date.now() < deadline) {
+    for (const peer of [sub, pub]) {
+      const p = peer.problem();
+      if (p) fail(`while idle: ${p}`);
+    }
+    await sleep(50);
+  }
+  hbNote += `, survived ${idleSeconds}s idle (heart-beats ${sub.heartbeats} received)`;
 }
 
 for (const peer of [sub, pub]) {

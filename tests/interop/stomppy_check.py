@@ -2,7 +2,7 @@
 """Interop check: the gateway against the real stomp.py client (WebSocket transport).
 
 Usage:
-    python3 stomppy_check.py [-v] ws://127.0.0.1:PORT/ws
+    python3 stomppy_check.py [-v] [--idle SECONDS] ws://127.0.0.1:PORT/ws
 
 Install the client first with scripts/install-interop-deps and run this with
 .venv-interop/bin/python (or any python that has stomp.py >= 8.1).
@@ -24,6 +24,8 @@ What it checks (STOMP 1.2 over WebSocket):
     message-id (and an ack header on the client-individual subscription);
   * heart-beats from the server are observed while idle (when the negotiated
     interval is short enough to be worth waiting for);
+  * with --idle SECONDS, both connections then stay idle that long and must
+    survive on heart-beats alone (no ERROR, no close, no heart-beat timeout);
   * both connections disconnect with a receipt.
 
 Every wait is bounded; on failure it prints the reason and exits 1, on success
@@ -40,7 +42,7 @@ import urllib.parse
 import uuid
 
 STEP_TIMEOUT = 10.0       # seconds, for every single wait
-OVERALL_TIMEOUT = 90.0    # seconds, hard stop for the whole script
+OVERALL_TIMEOUT = 90.0    # seconds, hard stop for the whole script (plus --idle)
 N_ASCII = 20
 CLIENT_HEARTBEATS = (2000, 2000)   # (cx, cy) in ms
 MAX_HEARTBEAT_WAIT_MS = 5000       # only wait for server heart-beats if interval <= this
@@ -337,7 +339,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("url", help="gateway WebSocket URL, e.g. ws://127.0.0.1:61614/ws")
     ap.add_argument("-v", "--verbose", action="store_true", help="log stomp.py frames to stderr")
+    ap.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                    help="before disconnecting, keep both connections idle this long (heart-beats "
+                         "only) and check they survive (default 0, at most 60)")
     args = ap.parse_args()
+    if not 0 <= args.idle <= 60:
+        ap.error("--idle must be between 0 and 60 seconds")
 
     stomp_logger = logging.getLogger("stomp.py")
     if args.verbose:
@@ -348,8 +355,8 @@ def main():
         # keep stomp.py quiet, but remember its warnings for error messages
         stomp_logger.setLevel(logging.WARNING)
         stomp_logger.propagate = False
-    watchdog = threading.Timer(OVERALL_TIMEOUT,
-                               lambda: fail(f"overall timeout: not done after {OVERALL_TIMEOUT:.0f}s"))
+    overall = OVERALL_TIMEOUT + args.idle
+    watchdog = threading.Timer(overall, lambda: fail(f"overall timeout: not done after {overall:.0f}s"))
     watchdog.daemon = True
     watchdog.start()
 
@@ -415,6 +422,16 @@ def main():
             hb_note += f", interval {interval} ms too long to wait for"
     else:
         hb_note += ", server sends none"
+
+    if args.idle > 0:
+        # both connections idle at once; fail as soon as either reports a problem
+        deadline = time.monotonic() + args.idle
+        while time.monotonic() < deadline:
+            problem = sub_rec.problems() or pub_rec.problems()
+            if problem:
+                fail(f"while idle: {problem}")
+            time.sleep(0.05)
+        hb_note += f", survived {args.idle:g}s idle (heart-beats {sub_rec.heartbeats} received)"
 
     problem = sub_rec.problems() or pub_rec.problems()
     if problem:

@@ -87,7 +87,17 @@ pub async fn http_get(addr: SocketAddr, path: &str, extra: &str) -> String {
 impl Client {
     /// Opens a WebSocket to `/ws` offering `protocols`.
     pub async fn open(addr: SocketAddr, protocols: &[&str]) -> Client {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        Client::open_with_receive_buffer(addr, protocols, None).await
+    }
+
+    /// Like [`Client::open`], with a capped kernel receive buffer so a test
+    /// can make this client a slow reader without sending gigabytes.
+    pub async fn open_with_receive_buffer(addr: SocketAddr, protocols: &[&str], receive_buffer: Option<u32>) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let mut stream = socket.connect(addr).await.unwrap();
         let mut req = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"

@@ -1,0 +1,88 @@
+//! Fan-out over real sockets: ordering to many subscribers, and a slow
+//! consumer that is cut off without costing the others a message.
+
+mod support;
+
+use std::time::Duration;
+
+use gateway::metrics::CloseReason;
+use stomp::Command;
+use support::{start, Client};
+
+#[tokio::test]
+async fn every_subscriber_gets_every_message_in_publish_order() {
+    let gw = start(&[]).await;
+    let mut subscribers = Vec::new();
+    for i in 0..40 {
+        let mut c = Client::connected(gw.addr).await;
+        c.subscribe(&format!("s{i}"), "/topic/order", "auto").await;
+        subscribers.push(c);
+    }
+    let mut publisher = Client::connected(gw.addr).await;
+    for n in 0..300 {
+        publisher.send(Command::Send, &[("destination", "/topic/order")], n.to_string().as_bytes()).await;
+    }
+    for (i, s) in subscribers.iter_mut().enumerate() {
+        for n in 0..300 {
+            let m = s.frame().await;
+            assert_eq!(m.body.as_ref(), n.to_string().as_bytes(), "subscriber {i}");
+            assert_eq!(m.header("subscription"), Some(format!("s{i}").as_str()));
+        }
+    }
+    assert_eq!(gw.node.metrics.deliveries_written.get(), 40 * 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
+    let gw = start(&["--outbound-queue", "256"]).await;
+    let mut slow = Client::open_with_receive_buffer(gw.addr, &[], Some(4096)).await;
+    slow.connect(&[("accept-version", "1.2")]).await;
+    slow.subscribe("slow", "/topic/firehose", "auto").await;
+    let mut fast = Client::connected(gw.addr).await;
+    fast.subscribe("fast", "/topic/firehose", "auto").await;
+    let mut publisher = Client::connected(gw.addr).await;
+
+    let body = vec![b'x'; 4096];
+    let total = 3000;
+    let reader = tokio::spawn(async move {
+        for n in 0..total {
+            let m = fast.frame().await;
+            assert_eq!(m.header("x-seq"), Some(n.to_string().as_str()), "fast subscriber lost or reordered: {:?}", m.headers);
+        }
+    });
+    // The publisher waits for a receipt every 50 messages, as a real client
+    // with flow control would, so only the consumer that stopped reading
+    // falls behind.
+    for n in 0..total {
+        let seq = n.to_string();
+        let mut headers = vec![("destination", "/topic/firehose"), ("x-seq", seq.as_str())];
+        if n % 50 == 49 {
+            headers.push(("receipt", "batch"));
+        }
+        publisher.send(Command::Send, &headers, &body).await;
+        if n % 50 == 49 {
+            assert_eq!(publisher.frame().await.command, Command::Receipt);
+        }
+    }
+    reader.await.expect("fast subscriber received everything in order");
+
+    // The slow one gets what fit, then the ERROR, then the close.
+    let mut received = 0;
+    let error = loop {
+        let f = slow.frame().await;
+        if f.command == Command::Error {
+            break f;
+        }
+        received += 1;
+    };
+    assert!(received < total, "the slow consumer was cut off early ({received} messages)");
+    assert_eq!(error.header("message"), Some("slow consumer"));
+    slow.expect_closed().await;
+    for _ in 0..50 {
+        if gw.node.metrics.closed(CloseReason::SlowConsumer) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("slow-consumer disconnect was not counted");
+}
