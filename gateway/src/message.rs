@@ -170,6 +170,6 @@ mod tests {
         assert_eq!(f.header("ack"), Some("42"));
         assert_eq!(f.header("x"), Some("1\n2"));
         assert_eq!(&f.body[..], b"he\0llo");
-        assert!(m.has_binary_body() == false);
+        assert!(!m.has_binary_body());
     }
 }

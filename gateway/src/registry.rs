@@ -41,9 +41,11 @@ struct Topic {
     snapshot: Option<Arc<[Subscriber]>>,
 }
 
+type Shard = Mutex<HashMap<Arc<str>, Topic>>;
+
 /// The node's subscription table.
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<Arc<str>, Topic>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     broker: OnceLock<Weak<dyn Broker>>,
 }
@@ -65,7 +67,7 @@ impl Registry {
         let _ = self.broker.set(Arc::downgrade(broker));
     }
 
-    fn shard(&self, destination: &str) -> &Mutex<HashMap<Arc<str>, Topic>> {
+    fn shard(&self, destination: &str) -> &Shard {
         let index = self.hasher.hash_one(destination) as usize % SHARDS;
         &self.shards[index]
     }

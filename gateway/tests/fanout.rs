@@ -20,7 +20,13 @@ async fn every_subscriber_gets_every_message_in_publish_order() {
     }
     let mut publisher = Client::connected(gw.addr).await;
     for n in 0..300 {
-        publisher.send(Command::Send, &[("destination", "/topic/order")], n.to_string().as_bytes()).await;
+        publisher
+            .send(
+                Command::Send,
+                &[("destination", "/topic/order")],
+                n.to_string().as_bytes(),
+            )
+            .await;
     }
     for (i, s) in subscribers.iter_mut().enumerate() {
         for n in 0..300 {
@@ -47,7 +53,12 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
     let reader = tokio::spawn(async move {
         for n in 0..total {
             let m = fast.frame().await;
-            assert_eq!(m.header("x-seq"), Some(n.to_string().as_str()), "fast subscriber lost or reordered: {:?}", m.headers);
+            assert_eq!(
+                m.header("x-seq"),
+                Some(n.to_string().as_str()),
+                "fast subscriber lost or reordered: {:?}",
+                m.headers
+            );
         }
     });
     // The publisher waits for a receipt every 50 messages, as a real client
@@ -64,7 +75,9 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
             assert_eq!(publisher.frame().await.command, Command::Receipt);
         }
     }
-    reader.await.expect("fast subscriber received everything in order");
+    reader
+        .await
+        .expect("fast subscriber received everything in order");
 
     // The slow one gets what fit, then the ERROR, then the close.
     let mut received = 0;
@@ -75,7 +88,10 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
         }
         received += 1;
     };
-    assert!(received < total, "the slow consumer was cut off early ({received} messages)");
+    assert!(
+        received < total,
+        "the slow consumer was cut off early ({received} messages)"
+    );
     assert_eq!(error.header("message"), Some("slow consumer"));
     slow.expect_closed().await;
     for _ in 0..50 {

@@ -56,7 +56,7 @@ pub enum Settled {
     Messages(usize),
     /// The id was issued by us earlier and is already settled (e.g. covered
     /// by a cumulative ACK): harmless, nothing to do.
-    AlreadySettled,
+    Earlier,
     /// No such message was ever delivered on this connection.
     Unknown,
 }
@@ -95,10 +95,10 @@ impl PendingAcks {
         };
         let Some(position) = position else {
             return match reference {
-                AckRef::AckId(id) if id >= 1 && id <= self.next_ack_id => Settled::AlreadySettled,
+                AckRef::AckId(id) if id >= 1 && id <= self.next_ack_id => Settled::Earlier,
                 AckRef::AckId(_) => Settled::Unknown,
                 // 1.0/1.1 ids cannot be told apart from ones already settled.
-                AckRef::MessageId(..) => Settled::AlreadySettled,
+                AckRef::MessageId(..) => Settled::Earlier,
             };
         };
         let target = &self.pending[position];
@@ -136,7 +136,7 @@ mod tests {
             2,
             "subscription 2 and the later message stay pending"
         );
-        assert_eq!(acks.settle(AckRef::AckId(a1)), Settled::AlreadySettled);
+        assert_eq!(acks.settle(AckRef::AckId(a1)), Settled::Earlier);
         assert_eq!(acks.settle(AckRef::AckId(999)), Settled::Unknown);
     }
 

@@ -331,7 +331,7 @@ impl Session {
                 self.node.metrics.nacks.add(n as u64);
                 Ok(())
             }
-            Settled::Messages(_) | Settled::AlreadySettled => Ok(()),
+            Settled::Messages(_) | Settled::Earlier => Ok(()),
         }
     }
 

@@ -92,7 +92,11 @@ impl Client {
 
     /// Like [`Client::open`], with a capped kernel receive buffer so a test
     /// can make this client a slow reader without sending gigabytes.
-    pub async fn open_with_receive_buffer(addr: SocketAddr, protocols: &[&str], receive_buffer: Option<u32>) -> Client {
+    pub async fn open_with_receive_buffer(
+        addr: SocketAddr,
+        protocols: &[&str],
+        receive_buffer: Option<u32>,
+    ) -> Client {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(size) = receive_buffer {
             socket.set_recv_buffer_size(size).unwrap();
