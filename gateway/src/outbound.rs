@@ -1,16 +1,17 @@
 //! One connection's bounded outbound queue, fed by the fan-out.
 //!
 //! Many publishers push concurrently and one connection task pops. The queue
-//! is lock-free ([`SegQueue`]) so the fan-out takes no lock per subscriber,
-//! allocates nothing until a message is actually queued, and frees its blocks
-//! as they drain: an idle connection's queue costs a few hundred bytes.
+//! is lock-free ([`SegQueue`]) so the fan-out takes no lock per subscriber.
+//! It is allocated on the first push (a `SegQueue` is ~300 bytes of
+//! cache-padded indices), so a connection that never receives a message
+//! pays 16 bytes for it; its blocks are freed as they drain.
 //! Bounding is an atomic counter: a push that would exceed the capacity is
 //! refused and flags the connection as a slow consumer instead of growing.
 
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     task::{Context, Poll},
 };
@@ -29,7 +30,7 @@ pub struct Delivery {
 
 /// The producer/consumer handle shared by the registry and the connection.
 pub struct Outbound {
-    queue: SegQueue<Delivery>,
+    queue: OnceLock<Box<SegQueue<Delivery>>>,
     len: AtomicUsize,
     capacity: usize,
     overflowed: AtomicBool,
@@ -51,7 +52,7 @@ pub enum Pushed {
 impl Outbound {
     pub fn new(capacity: usize) -> Arc<Outbound> {
         Arc::new(Outbound {
-            queue: SegQueue::new(),
+            queue: OnceLock::new(),
             len: AtomicUsize::new(0),
             capacity,
             overflowed: AtomicBool::new(false),
@@ -73,13 +74,15 @@ impl Outbound {
             }
             return Pushed::Overflow;
         }
-        self.queue.push(delivery);
+        self.queue
+            .get_or_init(|| Box::new(SegQueue::new()))
+            .push(delivery);
         self.waker.wake();
         Pushed::Queued
     }
 
     pub fn pop(&self) -> Option<Delivery> {
-        let delivery = self.queue.pop()?;
+        let delivery = self.queue.get()?.pop()?;
         self.len.fetch_sub(1, Ordering::AcqRel);
         Some(delivery)
     }
@@ -89,7 +92,7 @@ impl Outbound {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.get().is_none_or(|q| q.is_empty())
     }
 
     pub fn has_overflowed(&self) -> bool {
@@ -99,7 +102,7 @@ impl Outbound {
     /// Ready when there is something to pop or the queue overflowed.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());
-        if !self.queue.is_empty() || self.has_overflowed() {
+        if !self.is_empty() || self.has_overflowed() {
             Poll::Ready(())
         } else {
             Poll::Pending

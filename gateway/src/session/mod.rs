@@ -267,6 +267,9 @@ impl Session {
                 escaping: self.version.escapes_headers(),
             },
         );
+        // Most connections hold one or two subscriptions: grow one at a time
+        // rather than by doubling (4 slots on the first push).
+        self.subscriptions.reserve_exact(1);
         self.subscriptions.push(subscription);
         Ok(())
     }

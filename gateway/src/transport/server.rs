@@ -99,8 +99,13 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
     }
     let subprotocol = select_subprotocol(&req);
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(pair) => pair,
+    // Take hyper's upgrade handle ourselves before fastwebsockets validates
+    // the request and builds the 101 response: its own upgrade future would
+    // wrap the socket in a `WebSocket` that allocates an 8 KiB read buffer we
+    // never use.
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let response = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok((response, _unused)) => response,
         Err(e) => {
             tracing::debug!(error = %e, "rejected websocket upgrade");
             return text(
@@ -109,25 +114,37 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
             );
         }
     };
+    // The upgrade completes only after the 101 response is written: a short
+    // task waits for it, then spawns the long-lived connection task on its
+    // own, so that task's future is exactly the connection's state and
+    // carries none of this waiting code's.
     tokio::spawn(async move {
-        let socket = match upgrade.await {
-            Ok(socket) => socket,
+        let upgraded: Upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
                 return;
             }
         };
-        // Take the TCP stream back out of hyper's and fastwebsockets'
-        // wrappers so the connection runs on the bare socket and holds no
-        // buffers while idle.
-        let upgraded: Upgraded = socket.into_inner().into_inner();
+        // Run on the bare TCP stream, out of hyper's wrapper, so the
+        // connection holds no buffers while idle.
         let version = subprotocol.map(|(_, v)| v);
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                connection::run(parts.io.into_inner(), parts.read_buf, node, version).await
+                tokio::spawn(connection::run(
+                    parts.io.into_inner(),
+                    parts.read_buf,
+                    node,
+                    version,
+                ));
             }
             Err(upgraded) => {
-                connection::run(TokioIo::new(upgraded), Bytes::new(), node, version).await
+                tokio::spawn(connection::run(
+                    TokioIo::new(upgraded),
+                    Bytes::new(),
+                    node,
+                    version,
+                ));
             }
         }
     });
