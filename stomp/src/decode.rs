@@ -74,6 +74,8 @@ enum Scan {
     /// Headers complete; `body_start` is the first body byte.
     Body {
         body_start: usize,
+        /// Header lines seen, to size the header list once.
+        headers: usize,
         content_length: Option<usize>,
         /// Bytes from `body_start` already known to hold no NUL.
         scanned: usize,
@@ -149,17 +151,19 @@ impl Decoder {
                 }
                 Scan::Body {
                     body_start,
+                    headers,
                     content_length,
                     scanned,
                 } => {
-                    let Some(nul) = self.find_body_end(buf, body_start, content_length, scanned)?
+                    let Some(nul) =
+                        self.find_body_end(buf, body_start, headers, content_length, scanned)?
                     else {
                         return Ok(None);
                     };
                     self.scan = Scan::Idle;
                     let frame = buf.split_to(nul + 1).freeze();
                     return self
-                        .parse(frame, body_start, nul)
+                        .parse(frame, body_start, headers, nul)
                         .map(|f| Some(Item::Frame(f)));
                 }
             }
@@ -194,6 +198,7 @@ impl Decoder {
                 }
                 self.scan = Scan::Body {
                     body_start: next,
+                    headers: lines - 1,
                     content_length,
                     scanned: 0,
                 };
@@ -226,6 +231,7 @@ impl Decoder {
         &mut self,
         buf: &BytesMut,
         body_start: usize,
+        headers: usize,
         content_length: Option<usize>,
         scanned: usize,
     ) -> Result<Option<usize>, DecodeError> {
@@ -251,6 +257,7 @@ impl Decoder {
         }
         self.scan = Scan::Body {
             body_start,
+            headers,
             content_length,
             scanned: buf.len() - body_start,
         };
@@ -258,7 +265,13 @@ impl Decoder {
     }
 
     /// Builds the frame from a complete, frozen frame (`nul` indexes its NUL).
-    fn parse(&self, frame: Bytes, body_start: usize, nul: usize) -> Result<Frame, DecodeError> {
+    fn parse(
+        &self,
+        frame: Bytes,
+        body_start: usize,
+        header_count: usize,
+        nul: usize,
+    ) -> Result<Frame, DecodeError> {
         let head = &frame[..body_start];
         let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
         let command_line = lines.next().unwrap_or_default();
@@ -268,7 +281,7 @@ impl Decoder {
             )
         })?;
         let unescape = self.escaping && command.escapes_headers();
-        let mut headers = Vec::new();
+        let mut headers = Vec::with_capacity(header_count);
         for line in lines.filter(|l| !l.is_empty()) {
             let colon = memchr::memchr(b':', line).ok_or_else(|| {
                 DecodeError::MalformedHeader(

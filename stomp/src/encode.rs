@@ -24,7 +24,7 @@ impl Frame {
         }
         if !self.body.is_empty() && self.header("content-length").is_none() {
             dst.put_slice(b"content-length:");
-            dst.put_slice(itoa_buf(self.body.len()).as_bytes());
+            put_decimal(self.body.len(), dst);
             dst.put_u8(b'\n');
         }
         dst.put_u8(b'\n');
@@ -57,6 +57,17 @@ fn put_header_part(part: &[u8], escaping: bool, dst: &mut BytesMut) {
     }
 }
 
-fn itoa_buf(n: usize) -> String {
-    n.to_string()
+/// Appends `n` in decimal without allocating.
+pub(crate) fn put_decimal(mut n: usize, dst: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.put_slice(&digits[i..]);
 }
