@@ -79,6 +79,21 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
         .await
         .expect("fast subscriber received everything in order");
 
+    // The slow consumer is cut off while it still reads nothing: a peer that
+    // stopped reading for good must not hold its queue forever.
+    let mut counted = false;
+    for _ in 0..100 {
+        if gw.node.metrics.closed(CloseReason::SlowConsumer) == 1 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        counted,
+        "slow consumer not disconnected while it was not reading"
+    );
+
     // The slow one gets what fit, then the ERROR, then the close.
     let mut received = 0;
     let error = loop {
