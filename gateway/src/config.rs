@@ -132,6 +132,23 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_SOCKET_SEND_BUFFER", default_value_t = 0)]
     pub socket_send_buffer: usize,
 
+    /// On SIGTERM/SIGINT: how long to keep serving, with `/readyz` failing,
+    /// before closing connections (so the load balancer deregisters the node
+    /// first). Keep it above the load balancer's health-check detection time.
+    #[arg(long, env = "GATEWAY_DRAIN_DELAY_MS", default_value_t = 15_000)]
+    pub drain_delay_ms: u64,
+
+    /// Then close connections spread evenly over this window, so clients do
+    /// not all reconnect elsewhere at once. The load balancer's deregistration
+    /// delay must be at least drain delay + drain window.
+    #[arg(long, env = "GATEWAY_DRAIN_WINDOW_MS", default_value_t = 30_000)]
+    pub drain_window_ms: u64,
+
+    /// Maximum WebSocket connections on this node; upgrades beyond it get 503
+    /// (so a load balancer retries elsewhere) and `/readyz` fails. 0 = no cap.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

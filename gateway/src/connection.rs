@@ -25,7 +25,7 @@ use tokio::{
 
 use crate::{
     metrics::CloseReason,
-    node::Node,
+    node::{InFlight, Node},
     outbound::Outbound,
     session::{write_frame, Flow, Session, StompError},
     transport::websocket::{self, Control, WsReader},
@@ -69,8 +69,16 @@ struct Connection<S> {
 
 /// Runs one connection to completion. `early` holds bytes the HTTP layer
 /// read past the upgrade request.
-pub async fn run<S>(stream: S, early: Bytes, node: Arc<Node>, subprotocol: Option<Version>)
-where
+///
+/// `handshake` keeps the node from finishing a drain while this connection is
+/// between its upgrade and its entry in the roster.
+pub async fn run<S>(
+    stream: S,
+    early: Bytes,
+    node: Arc<Node>,
+    subprotocol: Option<Version>,
+    handshake: InFlight,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // `early` usually is a slice of hyper's 8 KiB read buffer: copy what it
@@ -97,8 +105,12 @@ where
     };
     conn.node.metrics.connections_opened.inc();
     conn.node.metrics.connections_current.inc();
+    let id = conn.node.connections.insert(conn.outbound.clone());
+    // Now in the roster, the drain can see it: the handshake's hold ends.
+    drop(handshake);
     let reason = conn.serve().await;
     conn.session.close();
+    conn.node.connections.remove(id);
     conn.node.metrics.connection_closed(reason);
     tracing::debug!(reason = reason.as_str(), "connection closed");
 }
@@ -146,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Poll::Ready(Ok(n)) => {
                     let _ = self.write.split_to(n);
                     self.last_write = Instant::now();
-                    self.node.metrics.bytes_out.add(n as u64);
+                    self.node.metrics.bytes_out.inc_by(n as u64);
                 }
                 Poll::Pending => break,
             }
@@ -179,7 +191,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Poll::Pending => {}
                 }
             }
-            if self.outbound.poll_ready(cx).is_ready() && (room || self.outbound.has_overflowed()) {
+            if self.outbound.poll_ready(cx).is_ready()
+                && (room || self.outbound.has_overflowed() || self.outbound.close_requested())
+            {
                 return Poll::Ready(Event::Outbound);
             }
         }
@@ -191,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn on_read(&mut self) {
         self.last_read = Instant::now();
-        self.node.metrics.bytes_in.add(self.raw.len() as u64);
+        self.node.metrics.bytes_in.inc_by(self.raw.len() as u64);
         loop {
             match self.ws.read(&mut self.raw, &mut self.stomp) {
                 Ok(None) => break,
@@ -233,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     return true;
                 }
             };
-            self.node.metrics.frames_in.inc();
+            self.node.metrics.frame_in(frame.command);
             let was_connected = self.session.is_connected();
             match self.session.on_frame(frame, &mut self.write) {
                 Ok(Flow::Continue) => {
@@ -264,13 +278,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             );
             return;
         }
+        if self.outbound.close_requested() {
+            // Drain: everything already queued goes out before the ERROR.
+            self.write_queued(usize::MAX);
+            self.fail(
+                StompError::new("server restarting")
+                    .detail("this node is shutting down; reconnect to continue")
+                    .reason(CloseReason::Drain),
+            );
+            return;
+        }
+        self.write_queued(self.node.config.max_write_buffer);
+    }
+
+    /// Moves queued deliveries into the write buffer until it holds `limit`
+    /// bytes or the queue is empty.
+    fn write_queued(&mut self, limit: usize) {
         let mode = self.node.config.message_frames;
-        let limit = self.node.config.max_write_buffer;
+        let node = self.node.clone();
+        let metrics = &node.metrics;
+        let mut taken = 0u64;
         let mut written = 0u64;
         while self.write.len() < limit {
             let Some(delivery) = self.outbound.pop() else {
                 break;
             };
+            if taken == 0 {
+                // The oldest message of the batch: its wait is the batch's worst.
+                metrics
+                    .delivery_latency
+                    .observe(delivery.message.age().as_secs_f64());
+            }
+            taken += 1;
             match self.session.write_delivery(delivery, mode, &mut self.write) {
                 Ok(true) => written += 1,
                 Ok(false) => {}
@@ -280,7 +319,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        self.node.metrics.deliveries_written.add(written);
+        if taken > 0 {
+            metrics.write_batch.observe(taken as f64);
+            metrics.deliveries_written.inc_by(written);
+            metrics.frames_out(stomp::Command::Message, written);
+        }
     }
 
     /// Handles an expired deadline. Returns a reason when the connection
@@ -365,6 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return;
         }
         tracing::debug!(message = %error.message, detail = ?error.detail, "closing connection with ERROR");
+        self.node.metrics.frames_out(stomp::Command::Error, 1);
         write_frame(&mut self.write, &error.to_frame(), self.session.version());
         websocket::put_close(&mut self.write, websocket::CLOSE_POLICY, &error.message);
         self.begin_close(error.reason);
@@ -405,7 +449,14 @@ mod tests {
     #[test]
     fn connection_future_stays_small() {
         let node = crate::node::Node::embedded(crate::config::Config::default());
-        let future = super::run(tokio::io::empty(), bytes::Bytes::new(), node, None);
+        let handshake = node.in_flight();
+        let future = super::run(
+            tokio::io::empty(),
+            bytes::Bytes::new(),
+            node,
+            None,
+            handshake,
+        );
         let size = std::mem::size_of_val(&future);
         assert!(size <= 800, "connection future grew to {size} bytes");
     }

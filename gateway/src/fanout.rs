@@ -53,6 +53,6 @@ impl DeliverySink for Fanout {
                 queued += 1;
             }
         }
-        self.metrics.deliveries_queued.add(queued);
+        self.metrics.deliveries_queued.inc_by(queued);
     }
 }

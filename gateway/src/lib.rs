@@ -8,12 +8,14 @@
 
 pub mod config;
 pub mod connection;
+pub mod drain;
 pub mod fanout;
 pub mod message;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod registry;
+pub mod roster;
 pub mod session;
 pub mod transport;
 
@@ -52,16 +54,19 @@ impl Gateway {
 
     /// Serves until the returned task is aborted or the runtime stops.
     pub fn spawn(self) -> JoinHandle<()> {
-        tokio::spawn(transport::server::serve(self.listener, self.node))
+        tokio::spawn(self.run_until(std::future::pending()))
     }
 
-    /// Serves until the future is dropped.
-    pub async fn run(self) {
-        transport::server::serve(self.listener, self.node).await
+    /// Accepts connections until `stop` completes, then closes the listener
+    /// (connections keep running; see [`drain::drain`]).
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        transport::server::serve(self.listener, self.node, stop).await
     }
 }
 
-/// Binds with a deep accept backlog (bursts of reconnects after a deploy).
+/// Binds with a deep accept backlog (bursts of reconnects after a deploy)
+/// and SO_REUSEPORT, so a new process can bind the same port while the old
+/// one drains (zero-downtime restart on a single host).
 fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -69,6 +74,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;

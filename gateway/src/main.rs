@@ -1,7 +1,8 @@
-//! The gateway binary: configuration, logging, serve until SIGINT/SIGTERM.
+//! The gateway binary: configuration, logging, serve, drain on SIGTERM.
 
 use anyhow::Context;
-use gateway::{config::LogFormat, Config, Gateway};
+use gateway::{config::LogFormat, drain, Config, Gateway};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -18,28 +19,54 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
     let listen = config.listen;
     let gateway = Gateway::bind(config)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let node = gateway.node().clone();
     tracing::info!(
         addr = %gateway.local_addr(),
-        node = %gateway.node().id,
+        node = %node.id,
         "gateway listening (embedded broker); WebSocket endpoint /ws"
     );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    signals.next().await;
+    tracing::info!("shutdown signal received: draining (a second signal exits at once)");
     tokio::select! {
-        () = gateway.run() => {}
-        () = shutdown_signal() => tracing::info!("shutdown signal received, exiting"),
+        () = drain::drain(node, move || { let _ = stop_tx.send(()); }) => {}
+        () = signals.next() => {
+            tracing::warn!("second signal: exiting without finishing the drain");
+            std::process::exit(1);
+        }
     }
+    server.abort();
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, installed before serving so none is missed.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

@@ -10,7 +10,10 @@
 //! \n <body> \0
 //! ```
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use broker_bridge::Publication;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,6 +21,8 @@ use stomp::{escape, Version};
 
 /// The shared, immutable encoding of one published message.
 pub struct EncodedMessage {
+    /// When the fan-out encoded it, for the delivery-latency metric.
+    created: Instant,
     bytes: Bytes,
     split: usize,
     binary_body: bool,
@@ -71,6 +76,7 @@ impl EncodedMessage {
         buf.put_slice(&publication.body);
         buf.put_u8(0);
         Arc::new(EncodedMessage {
+            created: Instant::now(),
             bytes: buf.freeze(),
             split,
             binary_body: std::str::from_utf8(&publication.body).is_err(),
@@ -100,6 +106,11 @@ impl EncodedMessage {
     /// WebSocket frame.
     pub fn has_binary_body(&self) -> bool {
         self.binary_body
+    }
+
+    /// Time since the fan-out encoded this message.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
     }
 
     pub fn message_id(&self) -> &Arc<str> {

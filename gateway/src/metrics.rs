@@ -1,41 +1,18 @@
-//! Counters the node keeps about itself.
+//! The node's Prometheus metrics, exposed on `/metrics`.
 //!
-//! Plain atomics, bumped with relaxed ordering: cheap enough for the hot
-//! path. The Prometheus exposition on `/metrics` reads them.
+//! Every series is registered once at start-up and its handle kept here, so
+//! the hot path only bumps atomics: no label lookup, no string formatting,
+//! no lock. Per-message work is avoided where a per-batch figure says the
+//! same: deliveries are counted per write batch, and delivery latency is
+//! observed once per batch, for its oldest message. Gauges that are cheap to
+//! compute (subscriptions, destinations) are computed at scrape time.
+//! Metric names and meanings are listed in `docs/operations.md`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A monotonically increasing counter.
-#[derive(Default, Debug)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A value that goes up and down.
-#[derive(Default, Debug)]
-pub struct Gauge(AtomicU64);
-
-impl Gauge {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use stomp::Command;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +21,14 @@ pub enum CloseReason {
     Client,
     /// A protocol error or a limit: the client got an ERROR frame.
     ProtocolError,
-    /// Its outbound queue overflowed.
+    /// Its outbound queue overflowed, or too many unacknowledged messages.
     SlowConsumer,
     /// No heart-beat (or CONNECT) in time.
     Timeout,
     /// The socket failed.
     Io,
-    /// The node is shutting down.
-    Shutdown,
+    /// The node drained it on shutdown.
+    Drain,
 }
 
 impl CloseReason {
@@ -61,9 +38,10 @@ impl CloseReason {
         CloseReason::SlowConsumer,
         CloseReason::Timeout,
         CloseReason::Io,
-        CloseReason::Shutdown,
+        CloseReason::Drain,
     ];
 
+    /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::Client => "client",
@@ -71,27 +49,160 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Timeout => "heartbeat_timeout",
             CloseReason::Io => "io",
-            CloseReason::Shutdown => "shutdown",
+            CloseReason::Drain => "drain",
         }
     }
 }
 
-/// The node's counters.
-#[derive(Default, Debug)]
+/// Server frames we count on the way out.
+const FRAMES_OUT: [Command; 4] = [
+    Command::Connected,
+    Command::Message,
+    Command::Receipt,
+    Command::Error,
+];
+
+/// The node's metrics. Field handles are pre-resolved series.
 pub struct Metrics {
-    pub connections_current: Gauge,
-    pub connections_opened: Counter,
-    closed: [Counter; 6],
-    pub messages_published: Counter,
-    pub deliveries_queued: Counter,
-    pub deliveries_written: Counter,
-    pub frames_in: Counter,
-    pub bytes_in: Counter,
-    pub bytes_out: Counter,
-    pub nacks: Counter,
+    registry: Registry,
+    pub connections_current: IntGauge,
+    pub connections_opened: IntCounter,
+    closed: Vec<IntCounter>,
+    frames_in: Vec<IntCounter>,
+    frames_out: Vec<IntCounter>,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub messages_published: IntCounter,
+    pub deliveries_queued: IntCounter,
+    pub deliveries_written: IntCounter,
+    pub nacks: IntCounter,
+    pub upgrades_rejected: IntCounter,
+    pub delivery_latency: Histogram,
+    pub write_batch: Histogram,
+    pub draining: IntGauge,
+    subscriptions: IntGauge,
+    destinations: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let v = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            reg(Box::new(v.clone()));
+            v
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            reg(Box::new(h.clone()));
+            h
+        };
+
+        let closed_vec = counter_vec(
+            "gateway_connections_closed_total",
+            "Connections closed, by reason",
+            "reason",
+        );
+        let frames_in_vec = counter_vec(
+            "gateway_frames_in_total",
+            "STOMP frames received, by command",
+            "command",
+        );
+        let frames_out_vec = counter_vec(
+            "gateway_frames_out_total",
+            "STOMP frames sent, by command",
+            "command",
+        );
+        let build = IntGaugeVec::new(
+            Opts::new("gateway_build_info", "Build information; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        reg(Box::new(build));
+
+        Metrics {
+            connections_current: gauge("gateway_connections", "Open WebSocket connections"),
+            connections_opened: counter(
+                "gateway_connections_opened_total",
+                "WebSocket connections opened",
+            ),
+            closed: CloseReason::ALL
+                .iter()
+                .map(|r| closed_vec.with_label_values(&[r.as_str()]))
+                .collect(),
+            frames_in: Command::ALL
+                .iter()
+                .map(|c| frames_in_vec.with_label_values(&[c.as_str()]))
+                .collect(),
+            frames_out: FRAMES_OUT
+                .iter()
+                .map(|c| frames_out_vec.with_label_values(&[c.as_str()]))
+                .collect(),
+            bytes_in: counter("gateway_bytes_in_total", "Bytes read from client sockets"),
+            bytes_out: counter("gateway_bytes_out_total", "Bytes written to client sockets"),
+            messages_published: counter(
+                "gateway_messages_published_total",
+                "Messages published by clients of this node (SEND, or committed SEND)",
+            ),
+            deliveries_queued: counter(
+                "gateway_deliveries_queued_total",
+                "Messages queued for local subscribers",
+            ),
+            deliveries_written: counter(
+                "gateway_deliveries_total",
+                "MESSAGE frames written to subscribers",
+            ),
+            nacks: counter("gateway_nacks_total", "Messages settled by NACK"),
+            upgrades_rejected: counter(
+                "gateway_upgrades_rejected_total",
+                "WebSocket upgrades refused because the node was at its connection cap",
+            ),
+            delivery_latency: histogram(
+                "gateway_delivery_latency_seconds",
+                "Time from fan-out to the write of a MESSAGE (oldest message of each write batch)",
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5,
+                ],
+            ),
+            write_batch: histogram(
+                "gateway_outbound_batch_messages",
+                "Messages taken from one connection's outbound queue per write (queue depth)",
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
+            ),
+            draining: gauge("gateway_draining", "1 while the node drains for shutdown"),
+            subscriptions: gauge("gateway_subscriptions", "Local subscriptions"),
+            destinations: gauge(
+                "gateway_destinations",
+                "Destinations with at least one local subscriber",
+            ),
+            registry,
+        }
+    }
+
     pub fn connection_closed(&self, reason: CloseReason) {
         self.connections_current.dec();
         self.closed[reason as usize].inc();
@@ -99,5 +210,26 @@ impl Metrics {
 
     pub fn closed(&self, reason: CloseReason) -> u64 {
         self.closed[reason as usize].get()
+    }
+
+    pub fn frame_in(&self, command: Command) {
+        if let Some(i) = Command::ALL.iter().position(|c| *c == command) {
+            self.frames_in[i].inc();
+        }
+    }
+
+    pub fn frames_out(&self, command: Command, n: u64) {
+        if let Some(i) = FRAMES_OUT.iter().position(|c| *c == command) {
+            self.frames_out[i].inc_by(n);
+        }
+    }
+
+    /// The Prometheus text exposition, with the scrape-time gauges set.
+    pub fn render(&self, subscriptions: usize, destinations: usize) -> String {
+        self.subscriptions.set(subscriptions as i64);
+        self.destinations.set(destinations as i64);
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 }

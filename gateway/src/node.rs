@@ -1,13 +1,13 @@
 //! The node: everything one gateway process shares between connections.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     Arc,
 };
 
 use broker_bridge::{Broker, EmbeddedBroker};
 
-use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry};
+use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry, roster::Roster};
 
 /// Shared state handed to every connection task: configuration, the
 /// subscription registry, the broker and the counters.
@@ -17,6 +17,11 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub broker: Arc<dyn Broker>,
     pub metrics: Arc<Metrics>,
+    /// Every live connection, for drain.
+    pub connections: Roster,
+    draining: AtomicBool,
+    /// HTTP connections and upgrades not yet in the roster.
+    in_flight: Arc<AtomicUsize>,
     next_message: AtomicU64,
     next_session: AtomicU64,
 }
@@ -50,9 +55,39 @@ impl Node {
             registry,
             broker,
             metrics,
+            connections: Roster::default(),
+            draining: AtomicBool::new(false),
+            in_flight: Arc::default(),
             next_message: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
         })
+    }
+
+    /// Readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.metrics.draining.set(1);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks an HTTP connection or upgrade in progress until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// HTTP connections and upgrades that have not reached the roster.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Whether a new WebSocket may be accepted under `--max-connections`.
+    pub fn has_capacity(&self) -> bool {
+        let cap = self.config.max_connections;
+        cap == 0 || (self.metrics.connections_current.get() as usize) < cap
     }
 
     /// A message id unique in the cluster: `<node>-<counter>`.
@@ -65,6 +100,15 @@ impl Node {
     pub fn next_session_id(&self) -> String {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         format!("{}-s{n}", self.id)
+    }
+}
+
+/// Counts one HTTP connection or upgrade in progress; see [`Node::in_flight`].
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

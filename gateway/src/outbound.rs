@@ -35,6 +35,7 @@ pub struct Outbound {
     capacity: usize,
     overflowed: AtomicBool,
     closed: AtomicBool,
+    close_requested: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -57,6 +58,7 @@ impl Outbound {
             capacity,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            close_requested: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         })
     }
@@ -99,10 +101,21 @@ impl Outbound {
         self.overflowed.load(Ordering::Acquire)
     }
 
-    /// Ready when there is something to pop or the queue overflowed.
+    /// Asks the connection to flush what is queued and close (drain).
+    pub fn request_close(&self) {
+        self.close_requested.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn close_requested(&self) -> bool {
+        self.close_requested.load(Ordering::Acquire)
+    }
+
+    /// Ready when there is something to pop, the queue overflowed, or a
+    /// close was requested.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());
-        if !self.is_empty() || self.has_overflowed() {
+        if !self.is_empty() || self.has_overflowed() || self.close_requested() {
             Poll::Ready(())
         } else {
             Poll::Pending

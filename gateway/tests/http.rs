@@ -13,7 +13,10 @@ async fn healthz_is_200_and_other_paths_404() {
     assert!(http_get(gw.addr, "/nope", "")
         .await
         .starts_with("HTTP/1.1 404"));
-    assert!(http_get(gw.addr, "/", "").await.starts_with("HTTP/1.1 404"));
+    assert!(
+        http_get(gw.addr, "/", "").await.starts_with("HTTP/1.1 200"),
+        "demo page"
+    );
 }
 
 #[tokio::test]
@@ -46,4 +49,87 @@ async fn client_offering_no_subprotocol_is_accepted() {
     assert_eq!(c.protocol, None);
     let reply = c.connect(&[("accept-version", "1.2")]).await;
     assert_eq!(reply.header("version"), Some("1.2"));
+}
+
+/// Sends a request with any method and returns the response head.
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(support::WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn head_works_like_get_and_other_methods_are_404() {
+    let gw = start(&[]).await;
+    let head = request(gw.addr, "HEAD", "/").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("text/html"),
+        "{head}"
+    );
+    assert!(!head.contains("<html"), "HEAD carries no body");
+    assert!(request(gw.addr, "POST", "/healthz")
+        .await
+        .starts_with("HTTP/1.1 404"));
+}
+
+#[tokio::test]
+async fn readyz_reports_ready_with_json() {
+    let gw = start(&[]).await;
+    let r = http_get(gw.addr, "/readyz", "").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(r#""status":"ready""#), "{r}");
+}
+
+#[tokio::test]
+async fn connection_cap_refuses_upgrades_with_503_and_fails_readiness() {
+    let gw = start(&["--max-connections", "2"]).await;
+    let _a = Client::connected(gw.addr).await;
+    let _b = Client::connected(gw.addr).await;
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let refused = http_get(gw.addr, "/ws", upgrade).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after"),
+        "{refused}"
+    );
+    let r = http_get(gw.addr, "/readyz", "").await;
+    assert!(
+        r.starts_with("HTTP/1.1 503") && r.contains("at_capacity"),
+        "{r}"
+    );
+    assert_eq!(gw.node.metrics.upgrades_rejected.get(), 1);
+}
+
+#[tokio::test]
+async fn metrics_exposes_counters_that_follow_traffic() {
+    let gw = start(&[]).await;
+    let mut c = Client::connected(gw.addr).await;
+    c.subscribe("s", "/topic/m", "auto").await;
+    c.send(stomp::Command::Send, &[("destination", "/topic/m")], b"x")
+        .await;
+    c.frame().await;
+    let m = http_get(gw.addr, "/metrics", "").await;
+    for line in [
+        "gateway_connections 1",
+        "gateway_subscriptions 1",
+        "gateway_destinations 1",
+        "gateway_messages_published_total 1",
+        "gateway_deliveries_total 1",
+        r#"gateway_frames_in_total{command="SUBSCRIBE"} 1"#,
+        r#"gateway_frames_out_total{command="MESSAGE"} 1"#,
+        r#"gateway_frames_out_total{command="RECEIPT"} 1"#,
+        "gateway_delivery_latency_seconds_count 1",
+        "gateway_draining 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
 }

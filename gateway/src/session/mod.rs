@@ -147,6 +147,7 @@ impl Session {
         };
         let flow = flow.map_err(|e| e.receipt_from(receipt.as_deref()))?;
         if let Some(receipt) = receipt {
+            self.node.metrics.frames_out(Command::Receipt, 1);
             write_frame(
                 out,
                 &Frame::new(Command::Receipt).with_header("receipt-id", receipt),
@@ -175,6 +176,7 @@ impl Session {
             .with_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1))
             .with_header("server", SERVER_NAME)
             .with_header("session", self.node.next_session_id());
+        self.node.metrics.frames_out(Command::Connected, 1);
         write_frame(out, &connected, self.version);
         Ok(())
     }
@@ -331,7 +333,7 @@ impl Session {
         match self.acks.settle(reference) {
             Settled::Unknown => Err(unknown_ack(frame.header("id").unwrap_or_default())),
             Settled::Messages(n) if frame.command == Command::Nack => {
-                self.node.metrics.nacks.add(n as u64);
+                self.node.metrics.nacks.inc_by(n as u64);
                 Ok(())
             }
             Settled::Messages(_) | Settled::Earlier => Ok(()),

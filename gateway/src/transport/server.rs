@@ -4,7 +4,7 @@
 //! Routes: `GET /ws` (WebSocket upgrade, STOMP subprotocols), `GET /healthz`
 //! (liveness); anything else is 404.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,10 +34,18 @@ const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+/// Accepts connections until `stop` completes, then takes whatever is
+/// already in the accept queue (so a restart with SO_REUSEPORT drops none of
+/// it) and closes the listener. Connections keep running.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning; existing
@@ -50,6 +58,12 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
         configure_socket(&stream, &node);
         tokio::spawn(serve_http(stream, peer, node.clone()));
     }
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+    {
+        configure_socket(&stream, &node);
+        tokio::spawn(serve_http(stream, peer, node.clone()));
+    }
+    tracing::info!("listener closed");
 }
 
 fn configure_socket(stream: &TcpStream, node: &Node) {
@@ -61,6 +75,7 @@ fn configure_socket(stream: &TcpStream, node: &Node) {
 }
 
 async fn serve_http(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) {
+    let _in_flight = node.in_flight();
     let service = service_fn(move |req| {
         let node = node.clone();
         async move { Ok::<_, Infallible>(route(req, node)) }
@@ -77,11 +92,87 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) {
 }
 
 fn route(req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ws") => upgrade(req, node),
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+    if req.method() == Method::HEAD {
+        // Same headers as GET; hyper sends no body for HEAD.
+        return match req.uri().path() {
+            "/ws" => text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n"),
+            _ => route_get(req, node),
+        };
+    }
+    if req.method() != Method::GET {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    route_get(req, node)
+}
+
+fn route_get(req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+    match req.uri().path() {
+        "/ws" => upgrade(req, node),
+        "/healthz" => json(StatusCode::OK, r#"{"status":"alive"}"#.to_string()),
+        "/readyz" => readiness(&node),
+        "/metrics" => metrics(&node),
+        "/" => asset(DEMO_PAGE, "text/html; charset=utf-8"),
+        "/stomp.umd.min.js" => asset(STOMPJS, "text/javascript; charset=utf-8"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The demo chat page and the stompjs bundle it loads, compiled into the
+/// binary so the demo needs no files next to it.
+const DEMO_PAGE: &str = include_str!("../../static/index.html");
+const STOMPJS: &str = include_str!("../../static/stomp.umd.min.js");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `/readyz`: 200 while the node takes new connections; 503 while it
+/// drains or sits at its connection cap, with the reason in the body.
+fn readiness(node: &Node) -> Response<Body> {
+    let connections = node.metrics.connections_current.get();
+    let (status, state) = if node.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !node.has_capacity() {
+        (StatusCode::SERVICE_UNAVAILABLE, "at_capacity")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    json(
+        status,
+        format!(
+            r#"{{"status":"{state}","connections":{connections},"max_connections":{}}}"#,
+            node.config.max_connections
+        ),
+    )
+}
+
+fn metrics(node: &Node) -> Response<Body> {
+    let body = node.metrics.render(
+        node.registry.subscription_count(),
+        node.registry.destination_count(),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -97,6 +188,18 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
+    }
+    if !node.has_capacity() {
+        // 503 lets a load balancer retry the client on another node.
+        node.metrics.upgrades_rejected.inc();
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node at connection capacity\n",
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        return response;
     }
     let subprotocol = select_subprotocol(&req);
     // Take hyper's upgrade handle ourselves before fastwebsockets validates
@@ -118,6 +221,7 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
     // task waits for it, then spawns the long-lived connection task on its
     // own, so that task's future is exactly the connection's state and
     // carries none of this waiting code's.
+    let handshake = node.in_flight();
     tokio::spawn(async move {
         let upgraded: Upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -136,6 +240,7 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
                     parts.read_buf,
                     node,
                     version,
+                    handshake,
                 ));
             }
             Err(upgraded) => {
@@ -144,6 +249,7 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
                     Bytes::new(),
                     node,
                     version,
+                    handshake,
                 ));
             }
         }

@@ -149,6 +149,48 @@ impl Client {
         }
     }
 
+    /// Like [`Client::open`] but returns failures instead of panicking.
+    pub async fn open_checked(addr: SocketAddr) -> Result<Client, String> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = BytesMut::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => return Err("closed during upgrade".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        };
+        if !buf.starts_with(b"HTTP/1.1 101") {
+            return Err(String::from_utf8_lossy(&buf[..head_end]).into_owned());
+        }
+        buf.advance(head_end);
+        Ok(Client {
+            stream,
+            buf,
+            decoder: Decoder::new(Limits {
+                max_frame_bytes: 1 << 24,
+                max_headers: 1000,
+                max_header_line: 1 << 16,
+            }),
+            stomp: BytesMut::new(),
+            protocol: None,
+            messages: Vec::new(),
+        })
+    }
+
     /// Opens a WebSocket and completes a STOMP 1.2 CONNECT without heart-beats.
     pub async fn connected(addr: SocketAddr) -> Client {
         let mut c = Client::open(addr, &["v12.stomp"]).await;

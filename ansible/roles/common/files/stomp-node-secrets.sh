@@ -1,0 +1,93 @@
+#!/bin/bash
+# stomp-node-secrets ROLE
+#
+# Runs as root before every start of stomp-ROLE.service (ExecStartPre=+...)
+# and writes /run/stomp-ROLE/secrets.env (tmpfs, root:stomp-ROLE 0640), which
+# the unit reads as an EnvironmentFile:
+#   gateway: GATEWAY_REDIS_URL
+#   api:     REDIS_URL, DATABASE_URL
+# from the Secrets Manager secrets named in /etc/stomp/node.env (written by
+# the instance's user data). Fetching at every start, not at boot, picks up
+# rotated passwords (RDS rotates its master password) on the next restart.
+# Without /etc/stomp/node.env (hosts outside AWS) the file is left empty and
+# the settings come from the unit's other environment files.
+set -euo pipefail
+
+role=${1:?usage: stomp-node-secrets gateway|api}
+case $role in
+    gateway | api) ;;
+    *)
+        echo "stomp-node-secrets: unknown role '$role'" >&2
+        exit 2
+        ;;
+esac
+
+node_env=/etc/stomp/node.env
+out_dir=/run/stomp-$role
+out=$out_dir/secrets.env
+
+install -d -m 0750 -o "stomp-$role" -g "stomp-$role" "$out_dir"
+tmp=$(mktemp "$out_dir/.secrets.env.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+chmod 0640 "$tmp"
+chown "root:stomp-$role" "$tmp"
+
+# Value of KEY in node.env (KEY=VALUE lines, no quoting).
+node_var() {
+    sed -n "s/^$1=//p" "$node_env" | tail -n 1
+}
+
+# SecretString of a secret, retried: right after boot the credentials or the
+# endpoint may not be ready yet.
+secret_string() {
+    local attempt
+    for attempt in 1 2 3 4 5 6; do
+        if aws --region "$region" secretsmanager get-secret-value --secret-id "$1" \
+            --query SecretString --output text; then
+            return 0
+        fi
+        sleep $((attempt * 2))
+    done
+    echo "stomp-node-secrets: cannot read secret $1" >&2
+    return 1
+}
+
+json_field() {
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+if [[ -r $node_env ]]; then
+    region=$(node_var AWS_REGION)
+    redis_secret=$(node_var STOMP_REDIS_SECRET_ARN)
+    redis_url=""
+    if [[ -n $redis_secret ]]; then
+        redis_url=$(secret_string "$redis_secret" | json_field url)
+    fi
+
+    case $role in
+        gateway)
+            if [[ -n $redis_url ]]; then
+                printf 'GATEWAY_REDIS_URL=%s\n' "$redis_url" >>"$tmp"
+            fi
+            ;;
+        api)
+            if [[ -n $redis_url ]]; then
+                printf 'REDIS_URL=%s\n' "$redis_url" >>"$tmp"
+            fi
+            db_secret=$(node_var STOMP_DB_SECRET_ARN)
+            if [[ -n $db_secret ]]; then
+                secret_string "$db_secret" | python3 -c '
+import json, sys
+from urllib.parse import quote
+s = json.load(sys.stdin)
+host, port, name = sys.argv[1:4]
+print("DATABASE_URL=postgres://%s:%s@%s:%s/%s?sslmode=require" % (
+    quote(s["username"], safe=""), quote(s["password"], safe=""), host, port, name))
+' "$(node_var STOMP_DB_HOST)" "$(node_var STOMP_DB_PORT)" "$(node_var STOMP_DB_NAME)" >>"$tmp"
+            fi
+            ;;
+    esac
+fi
+
+mv -f -- "$tmp" "$out"
+trap - EXIT

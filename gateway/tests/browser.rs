@@ -1,0 +1,41 @@
+//! The demo chat page, end to end in headless Chromium: two pages join a
+//! room, one sends, the other shows it, and back. `scripts/test` installs
+//! Chromium and playwright-core (`scripts/install-browser-deps`). The
+//! screenshot lands in `target/demo_chat.png`.
+
+mod support;
+
+use std::path::PathBuf;
+
+use tokio::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browser_pages_chat_through_the_demo_page() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists()
+            && PathBuf::from("/usr/bin/chromium").exists(),
+        "browser test dependencies missing: run scripts/install-browser-deps (scripts/test does)"
+    );
+    let gw = support::start(&[]).await;
+    let screenshot = root.join("target/demo_chat.png");
+    let run = Command::new("node")
+        .arg(root.join("tests/browser/demo_chat.mjs"))
+        .arg(format!("http://{}/", gw.addr))
+        .arg(&screenshot)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
+        .await
+        .expect("browser test finished within 90 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("demo chat browser test: OK"),
+        "browser test failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(screenshot.exists(), "screenshot written");
+}

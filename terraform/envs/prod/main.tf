@@ -1,0 +1,126 @@
+# Production: one VPC, one ALB, gateway and api Auto Scaling groups,
+# ElastiCache Redis, RDS PostgreSQL, the static front end and the alarms.
+#
+#   network -> static -> edge -> data -> observability -> compute
+#
+# The gateway's timing (heart-beat, drain delay/window) is given once, in
+# variables.tf, and flows both to the ALB (edge: idle timeout, deregistration
+# delay, health check) and to the nodes (compute: GATEWAY_* in user data).
+
+module "network" {
+  source = "../../modules/network"
+
+  name                  = var.name
+  availability_zone_ids = var.availability_zone_ids
+  single_nat_gateway    = var.single_nat_gateway
+}
+
+module "static" {
+  source = "../../modules/static"
+
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  name                 = var.name
+  frontend_domain_name = var.frontend_domain_name
+  route53_zone_id      = var.route53_zone_id
+}
+
+module "edge" {
+  source = "../../modules/edge"
+
+  name              = var.name
+  vpc_id            = module.network.vpc_id
+  public_subnet_ids = module.network.public_subnet_ids
+  domain_name       = var.domain_name
+  route53_zone_id   = var.route53_zone_id
+  logs_bucket       = module.static.logs_bucket
+
+  idle_timeout_seconds                 = var.alb_idle_timeout_seconds
+  gateway_heartbeat_ms                 = var.gateway_heartbeat_ms
+  gateway_port                         = var.gateway_port
+  api_port                             = var.api_port
+  gateway_health_check_path            = var.gateway_health_check_path
+  health_check_interval_seconds        = var.gateway_health_check_interval_seconds
+  health_check_unhealthy_threshold     = var.gateway_health_check_unhealthy_threshold
+  gateway_drain_delay_seconds          = var.gateway_drain_delay_seconds
+  gateway_drain_window_seconds         = var.gateway_drain_window_seconds
+  gateway_deregistration_delay_seconds = var.gateway_deregistration_delay_seconds
+  gateway_affinity_cookie              = var.gateway_affinity_cookie
+  waf_rate_limit                       = var.waf_rate_limit
+}
+
+module "data" {
+  source = "../../modules/data"
+
+  name              = var.name
+  vpc_id            = module.network.vpc_id
+  data_subnet_ids   = module.network.data_subnet_ids
+  redis_node_type   = var.redis_node_type
+  db_instance_class = var.db_instance_class
+}
+
+module "observability" {
+  source = "../../modules/observability"
+
+  name                            = var.name
+  alarm_emails                    = var.alarm_emails
+  alb_arn_suffix                  = module.edge.alb_arn_suffix
+  gateway_target_group_arn_suffix = module.edge.gateway_target_group_arn_suffix
+  api_target_group_arn_suffix     = module.edge.api_target_group_arn_suffix
+  redis_member_clusters           = module.data.redis_member_clusters
+  db_instance_id                  = module.data.db_instance_id
+  db_allocated_storage_gb         = module.data.db_allocated_storage_gb
+}
+
+module "compute" {
+  source = "../../modules/compute"
+
+  name           = var.name
+  vpc_id         = module.network.vpc_id
+  app_subnet_ids = module.network.app_subnet_ids
+
+  alb_security_group_id    = module.edge.alb_security_group_id
+  gateway_target_group_arn = module.edge.gateway_target_group_arn
+  api_target_group_arn     = module.edge.api_target_group_arn
+
+  redis_security_group_id = module.data.redis_security_group_id
+  redis_port              = module.data.redis_port
+  redis_auth_secret_arn   = module.data.redis_auth_secret_arn
+  db_security_group_id    = module.data.db_security_group_id
+  db_address              = module.data.db_address
+  db_port                 = module.data.db_port
+  db_name                 = module.data.db_name
+  db_secret_arn           = module.data.db_master_secret_arn
+  data_kms_key_arn        = module.data.kms_key_arn
+
+  artifacts_bucket     = module.static.artifacts_bucket
+  artifacts_bucket_arn = module.static.artifacts_bucket_arn
+  media_bucket_arn     = module.static.media_bucket_arn
+  static_kms_key_arn   = module.static.kms_key_arn
+
+  log_group_names = module.observability.log_group_names
+  log_group_arns  = module.observability.log_group_arns
+
+  release        = var.release
+  gateway_ami_id = var.gateway_ami_id
+  api_ami_id     = var.api_ami_id
+
+  gateway_instance_type          = var.gateway_instance_type
+  gateway_port                   = var.gateway_port
+  gateway_heartbeat_ms           = var.gateway_heartbeat_ms
+  gateway_drain_delay_seconds    = var.gateway_drain_delay_seconds
+  gateway_drain_window_seconds   = var.gateway_drain_window_seconds
+  gateway_affinity_cookie        = var.gateway_affinity_cookie
+  gateway_lifecycle_hook_seconds = var.gateway_lifecycle_hook_seconds
+  gateway_min_size               = var.gateway_min_size
+  gateway_max_size               = var.gateway_max_size
+  gateway_target_connections     = var.gateway_target_connections
+
+  api_instance_type = var.api_instance_type
+  api_port          = var.api_port
+  api_min_size      = var.api_min_size
+  api_max_size      = var.api_max_size
+}

@@ -1,0 +1,625 @@
+# Gateway and api nodes: security groups (ALB -> gateway/api, gateway/api ->
+# Redis, api -> RDS and nothing else inbound), least-privilege instance roles,
+# launch templates and Auto Scaling groups with rolling instance refresh,
+# drain-aware termination and target tracking scaling.
+
+data "aws_region" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+locals {
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  gateway_asg_name = "${var.name}-gateway"
+  api_asg_name     = "${var.name}-api"
+  drain_hook_name  = "drain"
+
+  log_groups_of = {
+    gateway = ["gateway", "gateway-metrics", "system"]
+    api     = ["api", "system"]
+  }
+
+  # Settings the gateway gets from terraform (they override the baked
+  # defaults in /etc/stomp-gateway/gateway.env). The same numbers feed the
+  # ALB (idle timeout, deregistration delay) through the environment module,
+  # which validates them against each other.
+  gateway_env = merge({
+    GATEWAY_LISTEN            = "0.0.0.0:${var.gateway_port}"
+    GATEWAY_HEARTBEAT_SEND_MS = tostring(var.gateway_heartbeat_ms)
+    GATEWAY_HEARTBEAT_RECV_MS = tostring(var.gateway_heartbeat_ms)
+    GATEWAY_DRAIN_DELAY_MS    = tostring(var.gateway_drain_delay_seconds * 1000)
+    GATEWAY_DRAIN_WINDOW_MS   = tostring(var.gateway_drain_window_seconds * 1000)
+    GATEWAY_AFFINITY_COOKIE   = var.gateway_affinity_cookie
+    GATEWAY_LOG_FORMAT        = "json"
+  }, var.gateway_extra_env)
+
+  api_env = {
+    API_LISTEN     = "0.0.0.0:${var.api_port}"
+    API_LOG_FORMAT = "json"
+  }
+
+  common_node_env = {
+    AWS_REGION             = local.region
+    STOMP_ENVIRONMENT      = var.name
+    STOMP_RELEASE          = var.release
+    STOMP_LOG_GROUP_SYSTEM = var.log_group_names["system"]
+    STOMP_REDIS_SECRET_ARN = var.redis_auth_secret_arn
+  }
+
+  node_env = {
+    gateway = merge(local.common_node_env, {
+      STOMP_NODE_ROLE          = "gateway"
+      STOMP_ASG_NAME           = local.gateway_asg_name
+      STOMP_LIFECYCLE_HOOK     = local.drain_hook_name
+      STOMP_LOG_GROUP_SERVICE  = var.log_group_names["gateway"]
+      STOMP_LOG_GROUP_METRICS  = var.log_group_names["gateway-metrics"]
+      STOMP_METRICS_NAMESPACE  = var.metrics_namespace
+      STOMP_CONNECTIONS_METRIC = var.connections_metric_name
+      STOMP_SERVICE_PORT       = tostring(var.gateway_port)
+    })
+    api = merge(local.common_node_env, {
+      STOMP_NODE_ROLE         = "api"
+      STOMP_ASG_NAME          = local.api_asg_name
+      STOMP_LOG_GROUP_SERVICE = var.log_group_names["api"]
+      STOMP_SERVICE_PORT      = tostring(var.api_port)
+      STOMP_DB_SECRET_ARN     = var.db_secret_arn
+      STOMP_DB_HOST           = var.db_address
+      STOMP_DB_PORT           = tostring(var.db_port)
+      STOMP_DB_NAME           = var.db_name
+    })
+  }
+
+  user_data = {
+    for role, env in {
+      gateway = local.gateway_env
+      api     = local.api_env
+      } : role => base64encode(templatefile("${path.module}/templates/node-user-data.sh.tftpl", {
+        role             = role
+        binary           = role
+        release          = var.release
+        artifacts_bucket = var.artifacts_bucket
+        region           = local.region
+        node_env         = join("\n", [for k in sort(keys(local.node_env[role])) : "${k}=${local.node_env[role][k]}"])
+        service_env      = join("\n", [for k in sort(keys(env)) : "${k}=${env[k]}"])
+    }))
+  }
+}
+
+# --- security groups -------------------------------------------------------------------
+
+resource "aws_security_group" "gateway" {
+  name_prefix = "${var.name}-gateway-"
+  description = "Gateway nodes: WebSocket/HTTP from the ALB only; out to Redis and HTTPS"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-gateway" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "api" {
+  name_prefix = "${var.name}-api-"
+  description = "Api nodes: HTTP from the ALB only; out to Redis, PostgreSQL and HTTPS"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-api" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# ALB -> gateway / api
+resource "aws_vpc_security_group_egress_rule" "alb_to_gateway" {
+  security_group_id            = var.alb_security_group_id
+  description                  = "ALB to gateway nodes (WebSocket, health checks)"
+  referenced_security_group_id = aws_security_group.gateway.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.gateway_port
+  to_port                      = var.gateway_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "gateway_from_alb" {
+  security_group_id            = aws_security_group.gateway.id
+  description                  = "WebSocket and health checks from the ALB"
+  referenced_security_group_id = var.alb_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.gateway_port
+  to_port                      = var.gateway_port
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_api" {
+  security_group_id            = var.alb_security_group_id
+  description                  = "ALB to api nodes (REST, health checks)"
+  referenced_security_group_id = aws_security_group.api.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.api_port
+  to_port                      = var.api_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "api_from_alb" {
+  security_group_id            = aws_security_group.api.id
+  description                  = "REST and health checks from the ALB"
+  referenced_security_group_id = var.alb_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.api_port
+  to_port                      = var.api_port
+}
+
+# gateway / api -> Redis
+resource "aws_vpc_security_group_egress_rule" "to_redis" {
+  for_each = {
+    gateway = aws_security_group.gateway.id
+    api     = aws_security_group.api.id
+  }
+
+  security_group_id            = each.value
+  description                  = "${each.key} to ElastiCache Redis (TLS)"
+  referenced_security_group_id = var.redis_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.redis_port
+  to_port                      = var.redis_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "redis_from" {
+  for_each = {
+    gateway = aws_security_group.gateway.id
+    api     = aws_security_group.api.id
+  }
+
+  security_group_id            = var.redis_security_group_id
+  description                  = "Redis (TLS) from the ${each.key} nodes"
+  referenced_security_group_id = each.value
+  ip_protocol                  = "tcp"
+  from_port                    = var.redis_port
+  to_port                      = var.redis_port
+}
+
+# api -> RDS
+resource "aws_vpc_security_group_egress_rule" "api_to_db" {
+  security_group_id            = aws_security_group.api.id
+  description                  = "api to RDS PostgreSQL (TLS)"
+  referenced_security_group_id = var.db_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.db_port
+  to_port                      = var.db_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_api" {
+  security_group_id            = var.db_security_group_id
+  description                  = "PostgreSQL (TLS) from the api nodes"
+  referenced_security_group_id = aws_security_group.api.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.db_port
+  to_port                      = var.db_port
+}
+
+# Both -> HTTPS: AWS APIs (through the VPC endpoints or NAT), S3 for the
+# release binary (through the S3 gateway endpoint).
+resource "aws_vpc_security_group_egress_rule" "https" {
+  for_each = {
+    gateway = aws_security_group.gateway.id
+    api     = aws_security_group.api.id
+  }
+
+  security_group_id = each.value
+  description       = "${each.key} to AWS APIs and S3 over HTTPS"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+# Optional in-VPC Prometheus: node_exporter and the services' /metrics.
+resource "aws_vpc_security_group_ingress_rule" "metrics" {
+  for_each = {
+    for pair in setproduct(["gateway", "api"], var.monitoring_cidr_blocks, ["9100", "service"]) :
+    "${pair[0]}-${pair[1]}-${pair[2]}" => {
+      sg   = pair[0] == "gateway" ? aws_security_group.gateway.id : aws_security_group.api.id
+      cidr = pair[1]
+      port = pair[2] == "9100" ? 9100 : (pair[0] == "gateway" ? var.gateway_port : var.api_port)
+    }
+  }
+
+  security_group_id = each.value.sg
+  description       = "Prometheus scrape from ${each.value.cidr}"
+  cidr_ipv4         = each.value.cidr
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+}
+
+# --- IAM -------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  for_each = toset(["gateway", "api"])
+
+  name_prefix        = "${var.name}-${each.key}-"
+  description        = "${var.name} ${each.key} nodes"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+
+  tags = var.tags
+}
+
+resource "aws_iam_instance_profile" "node" {
+  for_each = aws_iam_role.node
+
+  name_prefix = "${var.name}-${each.key}-"
+  role        = each.value.name
+
+  tags = var.tags
+}
+
+# Session Manager instead of SSH (no key pairs, no port 22).
+resource "aws_iam_role_policy_attachment" "ssm" {
+  for_each = aws_iam_role.node
+
+  role       = each.value.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+data "aws_iam_policy_document" "node" {
+  for_each = toset(["gateway", "api"])
+
+  statement {
+    sid       = "ReadRelease"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.artifacts_bucket_arn}/releases/*"]
+  }
+
+  statement {
+    sid       = "DecryptRelease"
+    actions   = ["kms:Decrypt"]
+    resources = [var.static_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid     = "ReadSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = compact([
+      var.redis_auth_secret_arn,
+      each.key == "api" ? var.db_secret_arn : "",
+    ])
+  }
+
+  statement {
+    sid       = "DecryptSecrets"
+    actions   = ["kms:Decrypt"]
+    resources = [var.data_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid     = "ShipLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = [
+      for k in local.log_groups_of[each.key] : "${var.log_group_arns[k]}:*"
+    ]
+  }
+
+  # PutMetricData has no resource-level permissions; the namespace condition
+  # is the only narrowing available.
+  statement {
+    sid       = "PublishMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.metrics_namespace, "CWAgent"]
+    }
+  }
+
+  # The CloudWatch agent resolves the AutoScalingGroupName dimension from tags.
+  statement {
+    sid       = "DescribeOwnTags"
+    actions   = ["ec2:DescribeTags"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "api" ? [1] : []
+
+    content {
+      sid       = "MediaObjects"
+      actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+      resources = ["${var.media_bucket_arn}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "api" ? [1] : []
+
+    content {
+      sid       = "MediaEncryption"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.static_kms_key_arn]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["s3.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+
+  # A terminating gateway ends its own drain lifecycle hook early once the
+  # service has stopped (stomp-lifecycle-watch).
+  dynamic "statement" {
+    for_each = each.key == "gateway" ? [1] : []
+
+    content {
+      sid       = "CompleteOwnLifecycleHook"
+      actions   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+      resources = ["arn:${local.partition}:autoscaling:${local.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.gateway_asg_name}"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "node" {
+  for_each = aws_iam_role.node
+
+  name   = "${each.key}-node"
+  role   = each.value.id
+  policy = data.aws_iam_policy_document.node[each.key].json
+}
+
+# --- launch templates --------------------------------------------------------------------
+
+locals {
+  roles = {
+    gateway = {
+      ami           = var.gateway_ami_id
+      instance_type = var.gateway_instance_type
+    }
+    api = {
+      ami           = var.api_ami_id
+      instance_type = var.api_instance_type
+    }
+  }
+}
+
+resource "aws_launch_template" "node" {
+  for_each = local.roles
+
+  name_prefix            = "${var.name}-${each.key}-"
+  description            = "${var.name} ${each.key} node, release ${var.release}"
+  image_id               = each.value.ami
+  instance_type          = each.value.instance_type
+  ebs_optimized          = true
+  update_default_version = true
+  vpc_security_group_ids = [each.key == "gateway" ? aws_security_group.gateway.id : aws_security_group.api.id]
+  user_data              = local.user_data[each.key]
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.node[each.key].arn
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "enabled"
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  block_device_mappings {
+    device_name = var.root_device_name
+
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.root_volume_gb
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(var.tags, { Name = "${var.name}-${each.key}", Role = each.key, Release = var.release })
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(var.tags, { Name = "${var.name}-${each.key}", Role = each.key })
+  }
+
+  tags = var.tags
+}
+
+# --- Auto Scaling groups ------------------------------------------------------------------
+
+resource "aws_autoscaling_group" "gateway" {
+  name                      = local.gateway_asg_name
+  vpc_zone_identifier       = var.app_subnet_ids
+  min_size                  = var.gateway_min_size
+  max_size                  = var.gateway_max_size
+  desired_capacity          = var.gateway_min_size
+  target_group_arns         = [var.gateway_target_group_arn]
+  health_check_type         = "ELB"
+  health_check_grace_period = var.instance_warmup_seconds
+  default_instance_warmup   = var.instance_warmup_seconds
+  termination_policies      = ["OldestLaunchTemplate", "OldestInstance", "Default"]
+  capacity_rebalance        = false
+  metrics_granularity       = "1Minute"
+  enabled_metrics           = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances"]
+  wait_for_capacity_timeout = "15m"
+
+  launch_template {
+    id      = aws_launch_template.node["gateway"].id
+    version = aws_launch_template.node["gateway"].latest_version
+  }
+
+  # A terminating node waits here (Terminating:Wait) while it drains: the
+  # ALB deregisters it (deregistration delay), stomp-lifecycle-watch sees the
+  # target lifecycle state "Terminated" and stops the service (SIGTERM ->
+  # /readyz 503 for the drain delay -> connections closed over the drain
+  # window), then completes the hook. CONTINUE on timeout.
+  initial_lifecycle_hook {
+    name                 = local.drain_hook_name
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
+    heartbeat_timeout    = var.gateway_lifecycle_hook_seconds
+    default_result       = "CONTINUE"
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage = 100
+      max_healthy_percentage = var.refresh_max_healthy_percentage
+      instance_warmup        = var.instance_warmup_seconds
+      skip_matching          = true
+      auto_rollback          = true
+    }
+  }
+
+  dynamic "tag" {
+    for_each = merge(var.tags, { Name = "${var.name}-gateway", Role = "gateway" })
+
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  lifecycle {
+    # The scaling policies own the desired capacity.
+    ignore_changes = [desired_capacity]
+  }
+}
+
+resource "aws_autoscaling_group" "api" {
+  name                      = local.api_asg_name
+  vpc_zone_identifier       = var.app_subnet_ids
+  min_size                  = var.api_min_size
+  max_size                  = var.api_max_size
+  desired_capacity          = var.api_min_size
+  target_group_arns         = [var.api_target_group_arn]
+  health_check_type         = "ELB"
+  health_check_grace_period = var.instance_warmup_seconds
+  default_instance_warmup   = var.instance_warmup_seconds
+  termination_policies      = ["OldestLaunchTemplate", "OldestInstance", "Default"]
+  metrics_granularity       = "1Minute"
+  enabled_metrics           = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances"]
+  wait_for_capacity_timeout = "15m"
+
+  launch_template {
+    id      = aws_launch_template.node["api"].id
+    version = aws_launch_template.node["api"].latest_version
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage = 100
+      max_healthy_percentage = var.refresh_max_healthy_percentage
+      instance_warmup        = var.instance_warmup_seconds
+      skip_matching          = true
+      auto_rollback          = true
+    }
+  }
+
+  dynamic "tag" {
+    for_each = merge(var.tags, { Name = "${var.name}-api", Role = "api" })
+
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [desired_capacity]
+  }
+}
+
+# --- scaling policies ----------------------------------------------------------------------------
+
+# Connections per node: the CloudWatch agent on every gateway publishes the
+# gateway's gateway_connections gauge as StompGateway/GatewayConnections with
+# the AutoScalingGroupName dimension; Average over that dimension is the
+# per-node mean.
+resource "aws_autoscaling_policy" "gateway_connections" {
+  name                   = "connections-per-node"
+  autoscaling_group_name = aws_autoscaling_group.gateway.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    target_value = var.gateway_target_connections
+
+    customized_metric_specification {
+      namespace   = var.metrics_namespace
+      metric_name = var.connections_metric_name
+      statistic   = "Average"
+
+      metric_dimension {
+        name  = "AutoScalingGroupName"
+        value = aws_autoscaling_group.gateway.name
+      }
+    }
+  }
+}
+
+resource "aws_autoscaling_policy" "gateway_cpu" {
+  name                   = "cpu"
+  autoscaling_group_name = aws_autoscaling_group.gateway.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    target_value = var.gateway_target_cpu_percent
+
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+  }
+}
+
+resource "aws_autoscaling_policy" "api_cpu" {
+  name                   = "cpu"
+  autoscaling_group_name = aws_autoscaling_group.api.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    target_value = var.api_target_cpu_percent
+
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+  }
+}

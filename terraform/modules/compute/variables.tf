@@ -1,0 +1,416 @@
+variable "name" {
+  description = "Name prefix for every resource of this module (e.g. \"stomp-prod\"). The Auto Scaling groups are named <name>-gateway and <name>-api."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,22}[a-z0-9]$", var.name))
+    error_message = "The name must be 3-24 characters of lower-case letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC of the instances."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "The vpc_id must look like \"vpc-0123abcd\"."
+  }
+}
+
+variable "app_subnet_ids" {
+  description = "Private application subnets (one per AZ) the Auto Scaling groups launch into."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.app_subnet_ids) >= 2
+    error_message = "Spread the instances over at least 2 availability zones."
+  }
+}
+
+# --- what the other modules made ---------------------------------------------------
+
+variable "alb_security_group_id" {
+  description = "Security group of the ALB: the only source admitted to the gateway and api ports."
+  type        = string
+}
+
+variable "gateway_target_group_arn" {
+  description = "Target group the gateway Auto Scaling group registers its instances in."
+  type        = string
+}
+
+variable "api_target_group_arn" {
+  description = "Target group the api Auto Scaling group registers its instances in."
+  type        = string
+}
+
+variable "redis_security_group_id" {
+  description = "Security group of ElastiCache; this module adds ingress from the gateway and api security groups."
+  type        = string
+}
+
+variable "redis_port" {
+  description = "Redis port."
+  type        = number
+  default     = 6379
+}
+
+variable "redis_auth_secret_arn" {
+  description = "Secret with the Redis AUTH token and rediss:// URL (JSON key url); read by both services at start."
+  type        = string
+}
+
+variable "db_security_group_id" {
+  description = "Security group of RDS; this module adds ingress from the api security group only."
+  type        = string
+}
+
+variable "db_address" {
+  description = "Host name of the PostgreSQL primary."
+  type        = string
+}
+
+variable "db_port" {
+  description = "PostgreSQL port."
+  type        = number
+  default     = 5432
+}
+
+variable "db_name" {
+  description = "Name of the api database."
+  type        = string
+}
+
+variable "db_secret_arn" {
+  description = "Secret (managed by RDS) with the database user name and password; read by the api at start."
+  type        = string
+}
+
+variable "data_kms_key_arn" {
+  description = "KMS key of the Redis and database secrets."
+  type        = string
+}
+
+variable "artifacts_bucket" {
+  description = "Bucket with the release binaries: releases/<release>/<binary> and <binary>.sha256."
+  type        = string
+}
+
+variable "artifacts_bucket_arn" {
+  description = "ARN of the artifacts bucket."
+  type        = string
+}
+
+variable "media_bucket_arn" {
+  description = "ARN of the media upload bucket (the api issues presigned URLs for it)."
+  type        = string
+}
+
+variable "static_kms_key_arn" {
+  description = "KMS key of the artifact and media buckets."
+  type        = string
+}
+
+variable "log_group_names" {
+  description = "Log groups the CloudWatch agent writes to, by purpose (gateway, api, gateway-metrics, system)."
+  type        = map(string)
+
+  validation {
+    condition     = alltrue([for k in ["gateway", "api", "gateway-metrics", "system"] : contains(keys(var.log_group_names), k)])
+    error_message = "The log_group_names map needs the keys gateway, api, gateway-metrics and system."
+  }
+}
+
+variable "log_group_arns" {
+  description = "ARNs of the log groups in log_group_names, same keys."
+  type        = map(string)
+}
+
+# --- release -------------------------------------------------------------------------
+
+variable "release" {
+  description = "Release directory under releases/ in the artifacts bucket (the deploy workflow uses the git commit SHA). Changing it rolls both Auto Scaling groups through an instance refresh."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]{1,64}$", var.release))
+    error_message = "The release must be 1-64 characters of letters, digits, '.', '_' or '-'."
+  }
+}
+
+variable "gateway_ami_id" {
+  description = "AMI of the gateway nodes, baked with ansible/site.yml (gateway role)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.gateway_ami_id))
+    error_message = "The gateway_ami_id must look like \"ami-0123456789abcdef0\"."
+  }
+}
+
+variable "api_ami_id" {
+  description = "AMI of the api nodes, baked with ansible/site.yml (api role)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.api_ami_id))
+    error_message = "The api_ami_id must look like \"ami-0123456789abcdef0\"."
+  }
+}
+
+variable "root_device_name" {
+  description = "Root device name of the AMIs (/dev/xvda on Amazon Linux 2023 and Debian 12 AMIs)."
+  type        = string
+  default     = "/dev/xvda"
+}
+
+variable "root_volume_gb" {
+  description = "Size of the encrypted gp3 root volume of every node, in GiB."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.root_volume_gb >= 8 && var.root_volume_gb <= 1024
+    error_message = "The root volume must be 8-1024 GiB."
+  }
+}
+
+# --- gateway -----------------------------------------------------------------------------
+
+variable "gateway_instance_type" {
+  description = "Instance type of the gateway nodes."
+  type        = string
+  default     = "c7i.xlarge"
+}
+
+variable "gateway_port" {
+  description = "Port the gateway listens on (GATEWAY_LISTEN=0.0.0.0:<port>)."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = var.gateway_port >= 1024 && var.gateway_port <= 65535
+    error_message = "The gateway port must be an unprivileged port (1024-65535)."
+  }
+}
+
+variable "gateway_heartbeat_ms" {
+  description = "STOMP heart-beat interval in ms, both directions (GATEWAY_HEARTBEAT_SEND_MS / GATEWAY_HEARTBEAT_RECV_MS)."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.gateway_heartbeat_ms > 0
+    error_message = "The heart-beat interval must be positive."
+  }
+}
+
+variable "gateway_drain_delay_seconds" {
+  description = "GATEWAY_DRAIN_DELAY_MS / 1000: how long the gateway keeps serving with /readyz failing after SIGTERM."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.gateway_drain_delay_seconds >= 0
+    error_message = "The drain delay cannot be negative."
+  }
+}
+
+variable "gateway_drain_window_seconds" {
+  description = "GATEWAY_DRAIN_WINDOW_MS / 1000: the window over which the gateway closes its connections after the drain delay."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.gateway_drain_window_seconds >= 0
+    error_message = "The drain window cannot be negative."
+  }
+}
+
+variable "gateway_affinity_cookie" {
+  description = "Name of the stickiness cookie the gateway sets on the upgrade response (GATEWAY_AFFINITY_COOKIE); the ALB target group uses the same name."
+  type        = string
+  default     = "GW_AFFINITY"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.gateway_affinity_cookie))
+    error_message = "The cookie name must be 1-64 letters, digits, '_' or '-'."
+  }
+}
+
+variable "gateway_extra_env" {
+  description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.gateway_extra_env : can(regex("^GATEWAY_[A-Z0-9_]+$", k)) && can(regex("^[A-Za-z0-9_./:,@+=-]*$", v))])
+    error_message = "Keys must be GATEWAY_* names; values may contain only letters, digits and _ . / : , @ + = - (no quotes, spaces or $)."
+  }
+}
+
+variable "gateway_min_size" {
+  description = "Minimum number of gateway nodes."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.gateway_min_size >= 1
+    error_message = "Run at least one gateway node."
+  }
+}
+
+variable "gateway_max_size" {
+  description = "Maximum number of gateway nodes the scaling policies may reach."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.gateway_max_size >= var.gateway_min_size
+    error_message = "The gateway_max_size must be at least gateway_min_size."
+  }
+}
+
+variable "gateway_target_connections" {
+  description = "Target tracking: average WebSocket connections per gateway node (StompGateway/GatewayConnections)."
+  type        = number
+  default     = 50000
+
+  validation {
+    condition     = var.gateway_target_connections >= 100
+    error_message = "The connection target must be at least 100 per node."
+  }
+}
+
+variable "gateway_target_cpu_percent" {
+  description = "Target tracking: average CPU of the gateway nodes."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.gateway_target_cpu_percent >= 10 && var.gateway_target_cpu_percent <= 90
+    error_message = "The CPU target must be between 10 and 90 percent."
+  }
+}
+
+variable "gateway_lifecycle_hook_seconds" {
+  description = "Heartbeat timeout of the termination lifecycle hook: how long a terminating gateway node may take to drain (SIGTERM, drain delay, drain window) before it is shut down."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.gateway_lifecycle_hook_seconds >= 30 && var.gateway_lifecycle_hook_seconds <= 7200
+    error_message = "The lifecycle hook timeout must be between 30 and 7200 seconds."
+  }
+
+  validation {
+    condition     = var.gateway_lifecycle_hook_seconds >= var.gateway_drain_delay_seconds + var.gateway_drain_window_seconds + 15
+    error_message = "The lifecycle hook timeout must cover the gateway's drain delay + drain window with at least 15 s to spare."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the CloudWatch agent publishes the gateway's Prometheus metrics in."
+  type        = string
+  default     = "StompGateway"
+}
+
+variable "connections_metric_name" {
+  description = "CloudWatch metric (from the gateway's Prometheus gauge gateway_connections) the gateway group scales on."
+  type        = string
+  default     = "GatewayConnections"
+}
+
+# --- api ---------------------------------------------------------------------------------------
+
+variable "api_instance_type" {
+  description = "Instance type of the api nodes."
+  type        = string
+  default     = "m7i.large"
+}
+
+variable "api_port" {
+  description = "Port the api listens on."
+  type        = number
+  default     = 8081
+
+  validation {
+    condition     = var.api_port >= 1024 && var.api_port <= 65535
+    error_message = "The api port must be an unprivileged port (1024-65535)."
+  }
+}
+
+variable "api_min_size" {
+  description = "Minimum number of api nodes."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.api_min_size >= 1
+    error_message = "Run at least one api node."
+  }
+}
+
+variable "api_max_size" {
+  description = "Maximum number of api nodes."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.api_max_size >= var.api_min_size
+    error_message = "The api_max_size must be at least api_min_size."
+  }
+}
+
+variable "api_target_cpu_percent" {
+  description = "Target tracking: average CPU of the api nodes."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.api_target_cpu_percent >= 10 && var.api_target_cpu_percent <= 90
+    error_message = "The CPU target must be between 10 and 90 percent."
+  }
+}
+
+# --- rollout ---------------------------------------------------------------------------------
+
+variable "instance_warmup_seconds" {
+  description = "Seconds a new node needs (boot, fetch the release, pass /readyz) before it counts for scaling and instance refresh."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.instance_warmup_seconds >= 30
+    error_message = "The warm-up must be at least 30 seconds."
+  }
+}
+
+variable "refresh_max_healthy_percentage" {
+  description = "Instance refresh launches replacements before terminating (min healthy 100%); this caps the temporary extra capacity and so how many nodes (and their connections) are replaced at once."
+  type        = number
+  default     = 110
+
+  validation {
+    condition     = var.refresh_max_healthy_percentage > 100 && var.refresh_max_healthy_percentage <= 200
+    error_message = "The refresh_max_healthy_percentage must be between 101 and 200."
+  }
+}
+
+variable "monitoring_cidr_blocks" {
+  description = "CIDR blocks of an in-VPC Prometheus that may scrape node_exporter (9100) and the services' /metrics. Empty = no scraping from outside the node (the CloudWatch agent scrapes locally)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.monitoring_cidr_blocks : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "Every monitoring CIDR must be a valid, non-world CIDR block."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource of this module (and propagated to the instances)."
+  type        = map(string)
+  default     = {}
+}
