@@ -80,6 +80,7 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     pub write_batch: Histogram,
     pub draining: IntGauge,
+    pub max_connections: IntGauge,
     subscriptions: IntGauge,
     destinations: IntGauge,
 }
@@ -194,6 +195,10 @@ impl Metrics {
                 ],
             ),
             draining: gauge("gateway_draining", "1 while the node drains for shutdown"),
+            max_connections: gauge(
+                "gateway_max_connections",
+                "The node's connection cap (--max-connections); 0 = no cap",
+            ),
             subscriptions: gauge("gateway_subscriptions", "Local subscriptions"),
             destinations: gauge(
                 "gateway_destinations",

@@ -45,6 +45,7 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Arc<Node> {
         registry.attach_broker(&broker);
+        metrics.max_connections.set(config.max_connections as i64);
         let id: Arc<str> = match &config.node_id {
             Some(id) => id.as_str().into(),
             None => random_id().into(),

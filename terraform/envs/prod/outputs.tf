@@ -1,3 +1,8 @@
+output "release" {
+  description = "Release the nodes run (releases/<release>/ in the artifact bucket)."
+  value       = var.release
+}
+
 output "gateway_url" {
   description = "WebSocket URL of the STOMP gateway."
   value       = module.edge.gateway_url
@@ -107,11 +112,11 @@ output "log_group_names" {
 }
 
 output "github_plan_role_arn" {
-  description = "Role the CI plan job assumes (repository variable AWS_PLAN_ROLE_ARN)."
+  description = "Role the CI plan job assumes (repository secret AWS_PLAN_ROLE_ARN)."
   value       = aws_iam_role.github_plan.arn
 }
 
 output "github_deploy_role_arn" {
-  description = "Role the deploy job assumes (environment variable AWS_DEPLOY_ROLE_ARN of the production environment)."
+  description = "Role the deploy job assumes (secret AWS_DEPLOY_ROLE_ARN of the production environment)."
   value       = aws_iam_role.github_deploy.arn
 }

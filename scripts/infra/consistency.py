@@ -1,0 +1,225 @@
+"""Consistency of the gateway's timing contract across terraform and ansible.
+
+Run by scripts/check-infra with the .venv-infra interpreter (python-hcl2 comes
+with checkov, PyYAML with ansible). Checks, without any provider or network:
+
+1. terraform/envs/prod/variables.tf gives the contract variables literal
+   defaults (not expressions), and those defaults obey the rules:
+     deregistration delay >= drain delay + drain window
+     ALB idle timeout      >  2 x heart-beat
+     health check interval x unhealthy threshold < drain delay
+     lifecycle hook        >= drain delay + drain window + 15 s
+     health check path     == /readyz
+2. terraform/envs/prod/main.tf passes each of them on to the modules that
+   use them (so a module default cannot silently win).
+3. ansible/group_vars (gateway.yml, api.yml) carry the same values, and the
+   systemd stop timeout fits between the drain time and the lifecycle hook.
+
+Prints nothing and exits 0 when everything agrees; otherwise one line per
+problem and exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hcl2
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD = ROOT / "terraform" / "envs" / "prod"
+ANSIBLE = ROOT / "ansible"
+
+CONTRACT = {
+    "gateway_port": int,
+    "gateway_heartbeat_ms": int,
+    "gateway_drain_delay_seconds": int,
+    "gateway_drain_window_seconds": int,
+    "alb_idle_timeout_seconds": int,
+    "gateway_deregistration_delay_seconds": int,
+    "gateway_health_check_path": str,
+    "gateway_affinity_cookie": str,
+    "gateway_health_check_interval_seconds": int,
+    "gateway_health_check_unhealthy_threshold": int,
+    "gateway_lifecycle_hook_seconds": int,
+    "api_port": int,
+}
+
+# module -> {module argument: root variable} that envs/prod/main.tf must pass.
+WIRING = {
+    "edge": {
+        "idle_timeout_seconds": "alb_idle_timeout_seconds",
+        "gateway_heartbeat_ms": "gateway_heartbeat_ms",
+        "gateway_port": "gateway_port",
+        "api_port": "api_port",
+        "gateway_health_check_path": "gateway_health_check_path",
+        "health_check_interval_seconds": "gateway_health_check_interval_seconds",
+        "health_check_unhealthy_threshold": "gateway_health_check_unhealthy_threshold",
+        "gateway_drain_delay_seconds": "gateway_drain_delay_seconds",
+        "gateway_drain_window_seconds": "gateway_drain_window_seconds",
+        "gateway_deregistration_delay_seconds": "gateway_deregistration_delay_seconds",
+        "gateway_affinity_cookie": "gateway_affinity_cookie",
+    },
+    "compute": {
+        "gateway_port": "gateway_port",
+        "gateway_heartbeat_ms": "gateway_heartbeat_ms",
+        "gateway_drain_delay_seconds": "gateway_drain_delay_seconds",
+        "gateway_drain_window_seconds": "gateway_drain_window_seconds",
+        "gateway_affinity_cookie": "gateway_affinity_cookie",
+        "gateway_lifecycle_hook_seconds": "gateway_lifecycle_hook_seconds",
+        "api_port": "api_port",
+    },
+}
+
+problems: list[str] = []
+
+
+def problem(msg: str) -> None:
+    problems.append(msg)
+
+
+def unwrap(value):
+    """python-hcl2 wraps attribute values in one-element lists."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def load_hcl(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        return hcl2.load(f)
+
+
+def terraform_defaults() -> dict:
+    found: dict = {}
+    for path in sorted(PROD.glob("*.tf")):
+        for block in load_hcl(path).get("variable", []):
+            for name, body in block.items():
+                if name in CONTRACT:
+                    found[name] = (path.name, body)
+    values = {}
+    for name, kind in CONTRACT.items():
+        if name not in found:
+            problem(f"terraform/envs/prod: variable {name} is missing")
+            continue
+        file, body = found[name]
+        if "default" not in body:
+            problem(f"terraform/envs/prod/{file}: variable {name} has no default")
+            continue
+        value = unwrap(body["default"])
+        if isinstance(value, str) and "${" in value:
+            problem(f"terraform/envs/prod/{file}: default of {name} must be a literal, not {value!r}")
+            continue
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            problem(f"terraform/envs/prod/{file}: default of {name} must be a whole number, got {value!r}")
+            continue
+        if kind is str and not isinstance(value, str):
+            problem(f"terraform/envs/prod/{file}: default of {name} must be a string, got {value!r}")
+            continue
+        values[name] = value
+    return values
+
+
+def check_rules(tf: dict) -> None:
+    def have(*keys: str) -> bool:
+        return all(k in tf for k in keys)
+
+    delay, window = "gateway_drain_delay_seconds", "gateway_drain_window_seconds"
+    if have(delay, window, "gateway_deregistration_delay_seconds"):
+        drain = tf[delay] + tf[window]
+        if tf["gateway_deregistration_delay_seconds"] < drain:
+            problem(
+                f"deregistration delay {tf['gateway_deregistration_delay_seconds']} s < "
+                f"drain delay + drain window = {drain} s"
+            )
+    if have("alb_idle_timeout_seconds", "gateway_heartbeat_ms"):
+        if tf["alb_idle_timeout_seconds"] * 1000 <= 2 * tf["gateway_heartbeat_ms"]:
+            problem(
+                f"ALB idle timeout {tf['alb_idle_timeout_seconds']} s is not > 2 x heart-beat "
+                f"({tf['gateway_heartbeat_ms']} ms)"
+            )
+    if have("gateway_health_check_interval_seconds", "gateway_health_check_unhealthy_threshold", delay):
+        detect = tf["gateway_health_check_interval_seconds"] * tf["gateway_health_check_unhealthy_threshold"]
+        if detect >= tf[delay]:
+            problem(f"the ALB needs {detect} s to see /readyz fail, not < drain delay {tf[delay]} s")
+    if have("gateway_lifecycle_hook_seconds", delay, window):
+        if tf["gateway_lifecycle_hook_seconds"] < tf[delay] + tf[window] + 15:
+            problem(
+                f"lifecycle hook {tf['gateway_lifecycle_hook_seconds']} s < "
+                f"drain time {tf[delay] + tf[window]} s + 15 s"
+            )
+    if have("gateway_health_check_path") and tf["gateway_health_check_path"] != "/readyz":
+        problem(
+            f"gateway health check path is {tf['gateway_health_check_path']!r}, "
+            "the gateway's readiness path is /readyz"
+        )
+
+
+def check_wiring() -> None:
+    modules: dict = {}
+    for block in load_hcl(PROD / "main.tf").get("module", []):
+        modules.update(block)
+    for module, args in WIRING.items():
+        body = modules.get(module)
+        if body is None:
+            problem(f"terraform/envs/prod/main.tf: module {module} is missing")
+            continue
+        for arg, var in args.items():
+            got = unwrap(body.get(arg))
+            if got != f"${{var.{var}}}":
+                problem(f"terraform/envs/prod/main.tf: module {module} must get {arg} = var.{var} (got {got!r})")
+
+
+def load_yaml(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def check_ansible(tf: dict) -> None:
+    gw = load_yaml(ANSIBLE / "group_vars" / "gateway.yml")
+    api = load_yaml(ANSIBLE / "group_vars" / "api.yml")
+    common = load_yaml(ANSIBLE / "roles" / "common" / "defaults" / "main.yml")
+    expect = {
+        ("gateway.yml", "gateway_port"): (gw, "gateway_port", 1),
+        ("gateway.yml", "gateway_heartbeat_ms"): (gw, "gateway_heartbeat_ms", 1),
+        ("gateway.yml", "gateway_drain_delay_ms"): (gw, "gateway_drain_delay_seconds", 1000),
+        ("gateway.yml", "gateway_drain_window_ms"): (gw, "gateway_drain_window_seconds", 1000),
+        ("gateway.yml", "gateway_affinity_cookie"): (gw, "gateway_affinity_cookie", None),
+        ("api.yml", "api_port"): (api, "api_port", 1),
+    }
+    for (file, key), (data, tf_name, scale) in expect.items():
+        if tf_name not in tf:
+            continue
+        want = tf[tf_name] if scale is None else tf[tf_name] * scale
+        if data.get(key) != want:
+            problem(f"ansible/group_vars/{file}: {key} is {data.get(key)!r}, terraform says {want!r}")
+    needed = ("gateway_drain_delay_seconds", "gateway_drain_window_seconds", "gateway_lifecycle_hook_seconds")
+    if not all(k in tf for k in needed):
+        return
+    stop = gw.get("gateway_timeout_stop_sec")
+    drain = tf["gateway_drain_delay_seconds"] + tf["gateway_drain_window_seconds"]
+    if not isinstance(stop, int) or not drain < stop <= tf["gateway_lifecycle_hook_seconds"]:
+        problem(
+            f"ansible/group_vars/gateway.yml: gateway_timeout_stop_sec {stop!r} must be > drain time {drain} s "
+            f"and <= the lifecycle hook {tf['gateway_lifecycle_hook_seconds']} s"
+        )
+    nofile, nr_open = gw.get("gateway_limit_nofile"), common.get("common_fs_nr_open")
+    if not (isinstance(nofile, int) and isinstance(nr_open, int) and 1_000_000 < nofile <= nr_open):
+        problem(
+            f"gateway_limit_nofile {nofile!r} must exceed 1,000,000 sockets and stay <= fs.nr_open {nr_open!r}"
+        )
+
+
+def main() -> int:
+    tf = terraform_defaults()
+    check_rules(tf)
+    check_wiring()
+    check_ansible(tf)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
