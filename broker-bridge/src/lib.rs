@@ -12,12 +12,21 @@
 //! behind the same trait.
 
 mod embedded;
+pub mod envelope;
 mod publication;
+pub mod redis;
+
+use std::time::Duration;
 
 use thiserror::Error;
 
 pub use embedded::EmbeddedBroker;
 pub use publication::Publication;
+pub use redis::{RedisBroker, RedisOptions};
+
+/// Resolves once a destination's subscription is active cluster-wide (see
+/// [`Broker::subscription_ready`]).
+pub type SubscriptionReady = tokio::sync::oneshot::Receiver<()>;
 
 /// Receives every publication for destinations this node subscribed to.
 ///
@@ -39,10 +48,24 @@ pub trait Broker: Send + Sync + 'static {
     /// The node's last local subscriber of `destination` left.
     fn unsubscribe(&self, destination: &str);
 
+    /// When a subscription to `destination` may not yet receive messages
+    /// published elsewhere (the broker is still subscribing upstream), a
+    /// receiver that resolves once it does. The session holds the
+    /// SUBSCRIBE's RECEIPT until then, so a receipt means the subscription
+    /// is live. `None`: already live (always, for the embedded broker).
+    fn subscription_ready(&self, _destination: &str) -> Option<SubscriptionReady> {
+        None
+    }
+
     /// Whether the broker can currently carry cluster traffic; the embedded
     /// broker always can.
     fn is_available(&self) -> bool {
         true
+    }
+
+    /// How long the broker has been unable to carry cluster traffic, if it is.
+    fn unavailable_for(&self) -> Option<Duration> {
+        None
     }
 }
 

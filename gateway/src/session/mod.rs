@@ -36,11 +36,31 @@ const SERVER_NAME: &str = concat!("stomp-gateway/", env!("CARGO_PKG_VERSION"));
 const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2";
 
 /// What the connection should do after a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Flow {
     Continue,
     /// The client sent DISCONNECT: flush and close.
     Disconnect,
+    /// A SUBSCRIBE is not live cluster-wide yet: process no further frame
+    /// until it is, then send its RECEIPT (if it asked for one). Keeps
+    /// "SUBSCRIBE, then SEND" on one connection in order across the cluster.
+    AwaitSubscription(Box<PendingSubscription>),
+}
+
+/// See [`Flow::AwaitSubscription`].
+#[derive(Debug)]
+pub struct PendingSubscription {
+    pub ready: broker_bridge::SubscriptionReady,
+    pub receipt: Option<String>,
+}
+
+impl PartialEq for Flow {
+    fn eq(&self, other: &Flow) -> bool {
+        matches!(
+            (self, other),
+            (Flow::Continue, Flow::Continue) | (Flow::Disconnect, Flow::Disconnect)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +152,16 @@ impl Session {
                 return Err(StompError::new("already connected").for_frame(&frame))
             }
             Command::Send => self.send(frame).map(|()| Flow::Continue),
-            Command::Subscribe => self.subscribe(&frame).map(|()| Flow::Continue),
+            Command::Subscribe => match self.subscribe(&frame) {
+                Ok(Some(ready)) => {
+                    return Ok(Flow::AwaitSubscription(Box::new(PendingSubscription {
+                        ready,
+                        receipt,
+                    })))
+                }
+                Ok(None) => Ok(Flow::Continue),
+                Err(e) => Err(e),
+            },
             Command::Unsubscribe => self.unsubscribe(&frame).map(|()| Flow::Continue),
             Command::Ack | Command::Nack => self.ack(frame).map(|()| Flow::Continue),
             Command::Begin => self.begin(&frame).map(|()| Flow::Continue),
@@ -147,14 +176,19 @@ impl Session {
         };
         let flow = flow.map_err(|e| e.receipt_from(receipt.as_deref()))?;
         if let Some(receipt) = receipt {
-            self.node.metrics.frames_out(Command::Receipt, 1);
-            write_frame(
-                out,
-                &Frame::new(Command::Receipt).with_header("receipt-id", receipt),
-                self.version,
-            );
+            self.write_receipt(&receipt, out);
         }
         Ok(flow)
+    }
+
+    /// Appends a RECEIPT for `receipt`.
+    pub fn write_receipt(&self, receipt: &str, out: &mut BytesMut) {
+        self.node.metrics.frames_out(Command::Receipt, 1);
+        write_frame(
+            out,
+            &Frame::new(Command::Receipt).with_header("receipt-id", receipt),
+            self.version,
+        );
     }
 
     fn connect(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StompError> {
@@ -233,7 +267,11 @@ impl Session {
             .map_err(|e| StompError::new("publish failed").detail(e.to_string()))
     }
 
-    fn subscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
+    /// Returns what to wait for before the subscription is live cluster-wide.
+    fn subscribe(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<Option<broker_bridge::SubscriptionReady>, StompError> {
         let id = required(frame, "id")?;
         let destination = required(frame, "destination")?;
         self.check_destination(destination)?;
@@ -269,11 +307,15 @@ impl Session {
                 escaping: self.version.escapes_headers(),
             },
         );
+        let ready = self
+            .node
+            .broker
+            .subscription_ready(&subscription.destination);
         // Most connections hold one or two subscriptions: grow one at a time
         // rather than by doubling (4 slots on the first push).
         self.subscriptions.reserve_exact(1);
         self.subscriptions.push(subscription);
-        Ok(())
+        Ok(ready)
     }
 
     fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {

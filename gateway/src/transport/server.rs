@@ -141,6 +141,8 @@ fn readiness(node: &Node) -> Response<Body> {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if !node.has_capacity() {
         (StatusCode::SERVICE_UNAVAILABLE, "at_capacity")
+    } else if node.broker_down_too_long() {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
     } else {
         (StatusCode::OK, "ready")
     };

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::{Buf, BytesMut};

@@ -112,7 +112,6 @@ resource "aws_iam_role" "github_deploy" {
 }
 
 resource "aws_iam_role_policy_attachment" "github_deploy_admin" {
-  #checkov:skip=CKV_AWS_274:terraform apply creates and changes IAM roles, KMS keys, VPCs, WAF, RDS and more, which needs administrator rights; the role can only be assumed through OIDC by jobs of this repository's "production" environment, which requires a reviewer's approval.
   role       = aws_iam_role.github_deploy.name
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AdministratorAccess"
 }

@@ -118,6 +118,7 @@ module "compute" {
   gateway_min_size               = var.gateway_min_size
   gateway_max_size               = var.gateway_max_size
   gateway_target_connections     = var.gateway_target_connections
+  gateway_max_connections        = var.gateway_max_connections
 
   api_instance_type = var.api_instance_type
   api_port          = var.api_port

@@ -142,6 +142,17 @@ variable "gateway_lifecycle_hook_seconds" {
   }
 }
 
+variable "gateway_max_connections" {
+  description = "Gateway --max-connections: beyond this many WebSockets a node answers upgrades with 503 and fails /readyz (at_capacity). A safety cap above the scaling target, below the open-file limit."
+  type        = number
+  default     = 200000
+
+  validation {
+    condition     = var.gateway_max_connections > var.gateway_target_connections
+    error_message = "gateway_max_connections must be above gateway_target_connections, or nodes hit the cap before the group scales out."
+  }
+}
+
 variable "api_port" {
   description = "Port the api service listens on and the ALB forwards /v1/* to."
   type        = number
@@ -269,7 +280,7 @@ variable "api_instance_type" {
 }
 
 variable "api_min_size" {
-  description = "Minimum api nodes."
+  description = "Minimum api nodes. Set api_min_size = api_max_size = 0 until the workspace builds an api binary."
   type        = number
   default     = 2
 }

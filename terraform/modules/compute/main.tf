@@ -34,6 +34,7 @@ locals {
     GATEWAY_DRAIN_DELAY_MS    = tostring(var.gateway_drain_delay_seconds * 1000)
     GATEWAY_DRAIN_WINDOW_MS   = tostring(var.gateway_drain_window_seconds * 1000)
     GATEWAY_AFFINITY_COOKIE   = var.gateway_affinity_cookie
+    GATEWAY_MAX_CONNECTIONS   = tostring(var.gateway_max_connections)
     GATEWAY_LOG_FORMAT        = "json"
   }, var.gateway_extra_env)
 

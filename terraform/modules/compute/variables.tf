@@ -294,6 +294,17 @@ variable "gateway_target_cpu_percent" {
   }
 }
 
+variable "gateway_max_connections" {
+  description = "GATEWAY_MAX_CONNECTIONS: per-node connection cap (0 = none). Must be above gateway_target_connections so the group scales out before nodes refuse upgrades."
+  type        = number
+  default     = 200000
+
+  validation {
+    condition     = var.gateway_max_connections == 0 || var.gateway_max_connections > var.gateway_target_connections
+    error_message = "gateway_max_connections must be 0 (no cap) or above gateway_target_connections."
+  }
+}
+
 variable "gateway_lifecycle_hook_seconds" {
   description = "Heartbeat timeout of the termination lifecycle hook: how long a terminating gateway node may take to drain (SIGTERM, drain delay, drain window) before it is shut down."
   type        = number
@@ -342,13 +353,13 @@ variable "api_port" {
 }
 
 variable "api_min_size" {
-  description = "Minimum number of api nodes."
+  description = "Minimum number of api nodes (0 together with api_max_size = 0 while there is no api binary yet)."
   type        = number
   default     = 2
 
   validation {
-    condition     = var.api_min_size >= 1
-    error_message = "Run at least one api node."
+    condition     = var.api_min_size >= 0
+    error_message = "The api_min_size cannot be negative."
   }
 }
 

@@ -57,6 +57,17 @@ variable "interface_endpoints" {
   }
 }
 
+variable "flow_log_traffic_type" {
+  description = "Which flows the VPC flow log records. REJECT keeps the security signal (blocked connection attempts) at a fraction of the cost: with ~1M long-lived WebSockets, ALL produces several records per connection every aggregation interval (terabytes of CloudWatch Logs a month)."
+  type        = string
+  default     = "REJECT"
+
+  validation {
+    condition     = contains(["ACCEPT", "REJECT", "ALL"], var.flow_log_traffic_type)
+    error_message = "The flow_log_traffic_type must be ACCEPT, REJECT or ALL."
+  }
+}
+
 variable "flow_log_retention_days" {
   description = "Retention of the VPC flow log group, in days (CloudWatch Logs allowed values)."
   type        = number

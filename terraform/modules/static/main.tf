@@ -47,7 +47,6 @@ module "key" {
 # --- log bucket --------------------------------------------------------------
 
 resource "aws_s3_bucket" "logs" {
-  #checkov:skip=CKV_AWS_18:This is the access-log bucket itself; logging it into itself would loop.
   #checkov:skip=CKV_AWS_144:Access logs are not replicated to a second region; losing them in a regional outage is acceptable.
   #checkov:skip=CKV_AWS_145:ALB access-log delivery only supports SSE-S3 (AES256), not SSE-KMS.
   #checkov:skip=CKV2_AWS_62:Nothing consumes events of new log objects.

@@ -71,11 +71,16 @@ scrape_configs:
         labels:
           AutoScalingGroupName: "$asg"
           InstanceId: "$instance_id"
+    # Only the gauge the Auto Scaling group scales on is shipped (every
+    # scraped series would otherwise become a CloudWatch Logs event).
     metric_relabel_configs:
       - source_labels: [__name__]
         regex: gateway_connections
         target_label: __name__
         replacement: $metric
+      - source_labels: [__name__]
+        regex: $metric
+        action: keep
 YAML
 
     prometheus_section=$(

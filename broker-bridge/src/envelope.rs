@@ -1,0 +1,197 @@
+//! The wire envelope between gateway nodes.
+//!
+//! A compact, versioned binary encoding of a [`Publication`] plus the id of
+//! the node that published it. Layout (all integers big-endian):
+//!
+//! ```text
+//! u8   version (1)
+//! u8   origin node id length, then the bytes (UTF-8)
+//! u16  message id length, then the bytes (UTF-8)
+//! u16  destination length, then the bytes (UTF-8)
+//! u16  header count, then per header:
+//!        u16 name length, name (UTF-8), u32 value length, value (UTF-8)
+//! u32  body length, then the body
+//! ```
+//!
+//! A node that receives an envelope it cannot decode (unknown version,
+//! truncated, bad UTF-8, trailing bytes) counts it and drops it.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::Publication;
+
+pub const VERSION: u8 = 1;
+
+/// Why an envelope was rejected.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("unsupported envelope version {0}")]
+    Version(u8),
+    #[error("envelope truncated")]
+    Truncated,
+    #[error("envelope field is not valid UTF-8")]
+    Utf8,
+    #[error("{0} trailing bytes after the envelope")]
+    Trailing(usize),
+    #[error("envelope field too long to encode")]
+    TooLong,
+}
+
+/// A decoded envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub origin: Arc<str>,
+    pub publication: Publication,
+}
+
+/// Encodes `publication` as published by node `origin`.
+pub fn encode(origin: &str, publication: &Publication) -> Result<Bytes, EnvelopeError> {
+    let headers: usize = publication
+        .headers
+        .iter()
+        .map(|(k, v)| 6 + k.len() + v.len())
+        .sum();
+    let mut buf = BytesMut::with_capacity(
+        12 + origin.len()
+            + publication.message_id.len()
+            + publication.destination.len()
+            + headers
+            + publication.body.len(),
+    );
+    buf.put_u8(VERSION);
+    put_str8(&mut buf, origin)?;
+    put_str16(&mut buf, &publication.message_id)?;
+    put_str16(&mut buf, &publication.destination)?;
+    buf.put_u16(u16::try_from(publication.headers.len()).map_err(|_| EnvelopeError::TooLong)?);
+    for (name, value) in &publication.headers {
+        put_str16(&mut buf, name)?;
+        buf.put_u32(u32::try_from(value.len()).map_err(|_| EnvelopeError::TooLong)?);
+        buf.put_slice(value.as_bytes());
+    }
+    buf.put_u32(u32::try_from(publication.body.len()).map_err(|_| EnvelopeError::TooLong)?);
+    buf.put_slice(&publication.body);
+    Ok(buf.freeze())
+}
+
+/// Decodes an envelope; the body is a zero-copy slice of `bytes`.
+pub fn decode(mut bytes: Bytes) -> Result<Envelope, EnvelopeError> {
+    let version = take_u8(&mut bytes)?;
+    if version != VERSION {
+        return Err(EnvelopeError::Version(version));
+    }
+    let origin_len = usize::from(take_u8(&mut bytes)?);
+    let origin: Arc<str> = take_str(&mut bytes, origin_len)?.into();
+    let len = usize::from(take_u16(&mut bytes)?);
+    let message_id: Arc<str> = take_str(&mut bytes, len)?.into();
+    let len = usize::from(take_u16(&mut bytes)?);
+    let destination: Arc<str> = take_str(&mut bytes, len)?.into();
+    let count = take_u16(&mut bytes)?;
+    let mut headers = Vec::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let len = usize::from(take_u16(&mut bytes)?);
+        let name = take_str(&mut bytes, len)?;
+        let len = take_u32(&mut bytes)? as usize;
+        let value = take_str(&mut bytes, len)?;
+        headers.push((name, value));
+    }
+    let len = take_u32(&mut bytes)? as usize;
+    if bytes.len() < len {
+        return Err(EnvelopeError::Truncated);
+    }
+    let body = bytes.split_to(len);
+    if !bytes.is_empty() {
+        return Err(EnvelopeError::Trailing(bytes.len()));
+    }
+    Ok(Envelope {
+        origin,
+        publication: Publication {
+            destination,
+            message_id,
+            headers,
+            body,
+        },
+    })
+}
+
+fn put_str8(buf: &mut BytesMut, s: &str) -> Result<(), EnvelopeError> {
+    buf.put_u8(u8::try_from(s.len()).map_err(|_| EnvelopeError::TooLong)?);
+    buf.put_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_str16(buf: &mut BytesMut, s: &str) -> Result<(), EnvelopeError> {
+    buf.put_u16(u16::try_from(s.len()).map_err(|_| EnvelopeError::TooLong)?);
+    buf.put_slice(s.as_bytes());
+    Ok(())
+}
+
+fn take_u8(b: &mut Bytes) -> Result<u8, EnvelopeError> {
+    if b.remaining() < 1 {
+        return Err(EnvelopeError::Truncated);
+    }
+    Ok(b.get_u8())
+}
+
+fn take_u16(b: &mut Bytes) -> Result<u16, EnvelopeError> {
+    if b.remaining() < 2 {
+        return Err(EnvelopeError::Truncated);
+    }
+    Ok(b.get_u16())
+}
+
+fn take_u32(b: &mut Bytes) -> Result<u32, EnvelopeError> {
+    if b.remaining() < 4 {
+        return Err(EnvelopeError::Truncated);
+    }
+    Ok(b.get_u32())
+}
+
+fn take_str(b: &mut Bytes, len: usize) -> Result<String, EnvelopeError> {
+    if b.remaining() < len {
+        return Err(EnvelopeError::Truncated);
+    }
+    let raw = b.split_to(len);
+    String::from_utf8(raw.to_vec()).map_err(|_| EnvelopeError::Utf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Publication {
+        Publication {
+            destination: "/topic/chat.room42".into(),
+            message_id: "node-a-17".into(),
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("x-é".into(), "1:2".into()),
+            ],
+            body: Bytes::from_static(b"hello\0world"),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = encode("node-a", &sample()).unwrap();
+        let envelope = decode(bytes).unwrap();
+        assert_eq!(&*envelope.origin, "node-a");
+        assert_eq!(envelope.publication, sample());
+    }
+
+    #[test]
+    fn every_truncation_and_bad_version_is_an_error_not_a_panic() {
+        let bytes = encode("node-a", &sample()).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode(bytes.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut bad = BytesMut::from(&bytes[..]);
+        bad[0] = 9;
+        assert_eq!(decode(bad.freeze()), Err(EnvelopeError::Version(9)));
+        let mut trailing = BytesMut::from(&bytes[..]);
+        trailing.put_u8(0);
+        assert_eq!(decode(trailing.freeze()), Err(EnvelopeError::Trailing(1)));
+    }
+}

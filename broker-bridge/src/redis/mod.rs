@@ -1,0 +1,225 @@
+//! The cluster broker: gateway nodes bridged through Redis pub/sub.
+//!
+//! * **One Redis subscription per destination per node.** The node's
+//!   registry calls [`Broker::subscribe`] for a destination's first local
+//!   subscriber and [`Broker::unsubscribe`] after its last; this broker turns
+//!   those into SUBSCRIBE/UNSUBSCRIBE on one dedicated pub/sub connection.
+//! * **Pipelined publishing.** SENDs are queued (bounded) to one publisher
+//!   task that sends whatever has accumulated as one pipeline, so many
+//!   publishes in flight share a round trip.
+//! * **One order everywhere.** A node never delivers its own publishes
+//!   directly: every message reaches every node, the publisher's included,
+//!   through Redis, which orders a channel's messages once for all
+//!   subscribers. So each node delivers each message exactly once, in
+//!   Redis's order.
+//! * **Outages.** While Redis is unreachable, publishes are delivered to
+//!   local subscribers directly (local traffic never stops); both
+//!   connections reconnect with a short capped backoff and the subscriber
+//!   re-subscribes every wanted channel in one command.
+//!
+//! Channels are `<prefix><destination>` and carry [`crate::envelope`]s.
+
+mod metrics;
+mod publisher;
+mod subscriber;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use parking_lot_free::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Broker, BrokerError, DeliverySink, Publication, SubscriptionReady};
+pub use metrics::RedisMetrics;
+
+/// Settings of the Redis broker.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[:password@]host:port[/db]` or `rediss://…` (TLS, as
+    /// ElastiCache in-transit encryption uses).
+    pub url: String,
+    /// Prepended to destinations to form channel names.
+    pub channel_prefix: String,
+    /// This node's id, carried in every envelope.
+    pub node_id: Arc<str>,
+    /// Publishes waiting for the publisher task before SENDs are refused.
+    pub publish_queue: usize,
+    /// Most publishes in one pipeline.
+    pub max_pipeline: usize,
+}
+
+impl RedisOptions {
+    pub fn new(url: impl Into<String>, node_id: Arc<str>) -> RedisOptions {
+        RedisOptions {
+            url: url.into(),
+            channel_prefix: "stomp:".to_string(),
+            node_id,
+            publish_queue: 65_536,
+            max_pipeline: 512,
+        }
+    }
+}
+
+/// Backoff between reconnect attempts: short and capped, so delivery
+/// resumes within about half a second of Redis coming back.
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Interest changes sent to the subscriber task.
+#[derive(Debug)]
+enum Interest {
+    Subscribe(String),
+    Unsubscribe(String),
+    /// Resolve when `channel` is subscribed on Redis (or the broker is down).
+    Ready(String, oneshot::Sender<()>),
+}
+
+/// State shared by the broker handle and its tasks.
+struct Shared {
+    options: RedisOptions,
+    sink: Arc<dyn DeliverySink>,
+    metrics: RedisMetrics,
+    publisher_up: AtomicBool,
+    subscriber_up: AtomicBool,
+    /// When the broker last became unavailable (for readiness grace).
+    down_since: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn channel(&self, destination: &str) -> String {
+        format!("{}{destination}", self.options.channel_prefix)
+    }
+
+    fn available(&self) -> bool {
+        self.publisher_up.load(Ordering::Acquire) && self.subscriber_up.load(Ordering::Acquire)
+    }
+
+    fn set_up(&self, flag: &AtomicBool, up: bool) {
+        flag.store(up, Ordering::Release);
+        let available = self.available();
+        self.metrics.connected.set(i64::from(available));
+        let mut down = self.down_since.lock();
+        match (available, down.is_some()) {
+            (true, _) => *down = None,
+            (false, false) => *down = Some(Instant::now()),
+            (false, true) => {}
+        }
+    }
+}
+
+/// A [`Broker`] over Redis pub/sub. Cheap to share; its tasks stop when the
+/// last handle is dropped.
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+    publish_tx: mpsc::Sender<Publication>,
+    interest_tx: mpsc::UnboundedSender<Interest>,
+}
+
+impl RedisBroker {
+    /// Starts the publisher and subscriber tasks (on the current tokio
+    /// runtime). Fails only on an invalid URL; an unreachable Redis is
+    /// retried in the background while local delivery goes on.
+    pub fn start(
+        options: RedisOptions,
+        sink: Arc<dyn DeliverySink>,
+        registry: &prometheus::Registry,
+    ) -> Result<RedisBroker, BrokerError> {
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| BrokerError::Unavailable(format!("invalid redis url: {e}")))?;
+        let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue);
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            options,
+            sink,
+            metrics: RedisMetrics::register(registry),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            down_since: Mutex::new(Some(Instant::now())),
+        });
+        tokio::spawn(publisher::run(client.clone(), shared.clone(), publish_rx));
+        tokio::spawn(subscriber::run(client, shared.clone(), interest_rx));
+        Ok(RedisBroker {
+            shared,
+            publish_tx,
+            interest_tx,
+        })
+    }
+
+    /// How long the broker has been unavailable, if it is.
+    pub fn unavailable_for(&self) -> Option<Duration> {
+        self.shared.down_since.lock().map(|t| t.elapsed())
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, publication: Publication) -> Result<(), BrokerError> {
+        if !self.shared.available() {
+            // Degraded: keep local traffic flowing while Redis is away.
+            self.shared.metrics.local_only.inc();
+            self.shared.sink.deliver(publication);
+            return Ok(());
+        }
+        self.publish_tx.try_send(publication).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BrokerError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => {
+                BrokerError::Unavailable("publisher stopped".to_string())
+            }
+        })
+    }
+
+    fn subscribe(&self, destination: &str) {
+        let _ = self
+            .interest_tx
+            .send(Interest::Subscribe(self.shared.channel(destination)));
+    }
+
+    fn unsubscribe(&self, destination: &str) {
+        let _ = self
+            .interest_tx
+            .send(Interest::Unsubscribe(self.shared.channel(destination)));
+    }
+
+    fn subscription_ready(&self, destination: &str) -> Option<SubscriptionReady> {
+        if !self.shared.available() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .interest_tx
+            .send(Interest::Ready(self.shared.channel(destination), tx));
+        Some(rx)
+    }
+
+    fn is_available(&self) -> bool {
+        self.shared.available()
+    }
+
+    fn unavailable_for(&self) -> Option<Duration> {
+        RedisBroker::unavailable_for(self)
+    }
+}
+
+/// `std::sync::Mutex` without poisoning concerns for a tiny critical section.
+mod parking_lot_free {
+    pub struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(value: T) -> Mutex<T> {
+            Mutex(std::sync::Mutex::new(value))
+        }
+
+        pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
+/// Doubles `backoff` up to the cap.
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(BACKOFF_MAX)
+}

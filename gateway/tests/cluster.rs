@@ -1,0 +1,295 @@
+//! Cluster mode: several gateway nodes bridged through a real redis-server
+//! on a loopback port.
+
+mod support;
+
+use std::time::Duration;
+
+use stomp::Command;
+use support::{redis::RedisServer, start, Client, TestGateway};
+use tokio::time::{sleep, Instant};
+
+async fn node(redis: &RedisServer, id: &str) -> TestGateway {
+    let url = redis.url();
+    let gw = start(&["--redis-url", &url, "--node-id", id]).await;
+    // Wait until the node's Redis connections are up.
+    for _ in 0..100 {
+        if gw.node.broker.is_available() {
+            return gw;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node {id} did not connect to redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_on_one_node_reaches_subscribers_on_every_node_once() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut on_a = Client::connected(a.addr).await;
+    on_a.subscribe("sa", "/topic/x", "auto").await;
+    let mut on_b = Client::connected(b.addr).await;
+    on_b.subscribe("sb", "/topic/x", "auto").await;
+    let mut publisher = Client::connected(b.addr).await;
+    for i in 0..3 {
+        publisher
+            .send(
+                Command::Send,
+                &[("destination", "/topic/x"), ("x-n", &i.to_string())],
+                b"hi",
+            )
+            .await;
+    }
+    publisher
+        .send(
+            Command::Send,
+            &[("destination", "/topic/x"), ("x-n", "last")],
+            b"",
+        )
+        .await;
+    for client in [&mut on_a, &mut on_b] {
+        let mut seen = Vec::new();
+        loop {
+            let m = client.frame().await;
+            let n = m.header("x-n").unwrap().to_string();
+            if n == "last" {
+                break;
+            }
+            assert!(
+                m.header("message-id").unwrap().starts_with("b-"),
+                "id names the origin node"
+            );
+            seen.push(n);
+        }
+        assert_eq!(seen, ["0", "1", "2"], "each message exactly once, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_on_every_node_see_one_identical_order() {
+    let redis = RedisServer::start().await;
+    let nodes = [
+        node(&redis, "n1").await,
+        node(&redis, "n2").await,
+        node(&redis, "n3").await,
+    ];
+    let mut subscribers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut c = Client::connected(n.addr).await;
+        c.subscribe(&format!("s{i}"), "/topic/order", "auto").await;
+        subscribers.push(c);
+    }
+    let per_publisher = 150;
+    let mut publishers = Vec::new();
+    for (p, n) in nodes.iter().enumerate() {
+        let addr = n.addr;
+        publishers.push(tokio::spawn(async move {
+            let mut c = Client::connected(addr).await;
+            for seq in 0..per_publisher {
+                let tag = format!("p{p}-{seq}");
+                c.send(
+                    Command::Send,
+                    &[("destination", "/topic/order")],
+                    tag.as_bytes(),
+                )
+                .await;
+            }
+            c
+        }));
+    }
+    let mut _keep = Vec::new();
+    for p in publishers {
+        _keep.push(p.await.unwrap());
+    }
+    let total = per_publisher * nodes.len();
+    let mut sequences = Vec::new();
+    for s in subscribers.iter_mut() {
+        let mut seq = Vec::with_capacity(total);
+        for _ in 0..total {
+            seq.push(String::from_utf8(s.frame().await.body.to_vec()).unwrap());
+        }
+        sequences.push(seq);
+    }
+    assert_eq!(sequences[0], sequences[1]);
+    assert_eq!(sequences[1], sequences[2]);
+    for p in 0..nodes.len() {
+        let mine: Vec<_> = sequences[0]
+            .iter()
+            .filter(|t| t.starts_with(&format!("p{p}-")))
+            .cloned()
+            .collect();
+        let expected: Vec<_> = (0..per_publisher).map(|s| format!("p{p}-{s}")).collect();
+        assert_eq!(mine, expected, "publisher {p}'s messages keep their order");
+    }
+}
+
+fn numsub(redis: &RedisServer, channel: &str) -> u32 {
+    let out = redis.cli(&["PUBSUB", "NUMSUB", channel]);
+    out.lines().nth(1).unwrap_or("0").trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_redis_subscription_per_destination_per_node() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut on_a = Vec::new();
+    for i in 0..20 {
+        let mut c = Client::connected(a.addr).await;
+        c.subscribe(&format!("s{i}"), "/topic/room", "auto").await;
+        on_a.push(c);
+    }
+    let mut on_b = Client::connected(b.addr).await;
+    on_b.subscribe("b1", "/topic/room", "auto").await;
+    on_b.subscribe("b2", "/topic/room", "auto").await;
+    assert_eq!(
+        numsub(&redis, "stomp:/topic/room"),
+        2,
+        "one per node, not one per client"
+    );
+    assert!(redis
+        .cli(&["PUBSUB", "CHANNELS"])
+        .contains("stomp:/topic/room"));
+
+    for c in on_a.iter_mut() {
+        c.send(Command::Disconnect, &[("receipt", "bye")], b"")
+            .await;
+        c.frame().await;
+    }
+    wait_for(
+        || numsub(&redis, "stomp:/topic/room") == 1,
+        "node a unsubscribed after its last client left",
+    )
+    .await;
+    on_b.send(
+        Command::Unsubscribe,
+        &[("id", "b1"), ("receipt", "u1")],
+        b"",
+    )
+    .await;
+    on_b.frame().await;
+    assert_eq!(
+        numsub(&redis, "stomp:/topic/room"),
+        1,
+        "b still has a local subscriber"
+    );
+    on_b.send(
+        Command::Unsubscribe,
+        &[("id", "b2"), ("receipt", "u2")],
+        b"",
+    )
+    .await;
+    on_b.frame().await;
+    wait_for(
+        || numsub(&redis, "stomp:/topic/room") == 0,
+        "node b unsubscribed",
+    )
+    .await;
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_local_delivery_and_cluster_delivery_resumes() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut local = Client::connected(a.addr).await;
+    local.subscribe("l", "/topic/live", "auto").await;
+    let mut remote = Client::connected(b.addr).await;
+    remote.subscribe("r", "/topic/live", "auto").await;
+    let mut publisher = Client::connected(a.addr).await;
+
+    redis.kill();
+    wait_for(
+        || !a.node.broker.is_available(),
+        "node a notices the outage",
+    )
+    .await;
+    for i in 0..5 {
+        let body = format!("during-{i}");
+        publisher
+            .send(
+                Command::Send,
+                &[("destination", "/topic/live")],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            local.frame().await.body.as_ref(),
+            body.as_bytes(),
+            "local delivery never stops"
+        );
+    }
+
+    redis.restart().await;
+    let back = Instant::now();
+    // Probe until the other node receives a message published on this one.
+    let mut probe = 0;
+    let resumed = loop {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "cluster delivery did not resume"
+        );
+        publisher
+            .send(
+                Command::Send,
+                &[
+                    ("destination", "/topic/live"),
+                    ("x-probe", &probe.to_string()),
+                ],
+                b"probe",
+            )
+            .await;
+        probe += 1;
+        match remote.message_within(Duration::from_millis(50)).await {
+            Ok(Some(_)) => break back.elapsed(),
+            Ok(None) => panic!("remote subscriber closed"),
+            Err(()) => {}
+        }
+    };
+    eprintln!("cluster delivery resumed {resumed:?} after redis came back");
+    assert!(
+        resumed < Duration::from_secs(2),
+        "resumed after {resumed:?}"
+    );
+    let reconnects = a.node.metrics.render(0, 0);
+    assert!(
+        reconnects.contains("gateway_redis_reconnects_total"),
+        "reconnects are counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_envelope_is_counted_and_dropped() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "a").await;
+    let mut c = Client::connected(a.addr).await;
+    c.subscribe("s", "/topic/junk", "auto").await;
+    assert_eq!(
+        redis
+            .cli(&["PUBLISH", "stomp:/topic/junk", "not an envelope"])
+            .trim(),
+        "1"
+    );
+    c.send(Command::Send, &[("destination", "/topic/junk")], b"valid")
+        .await;
+    assert_eq!(
+        c.frame().await.body.as_ref(),
+        b"valid",
+        "the node carries on"
+    );
+    let metrics = a.node.metrics.render(0, 0);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gateway_redis_decode_errors_total 1"),
+        "{metrics}"
+    );
+}
