@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use broker_bridge::{DeliverySink, Publication};
+use broker_bridge::{DeliverySink, Publication, Route};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway::{
@@ -41,7 +41,7 @@ fn fanout(c: &mut Criterion) {
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
     group.bench_function("publish_to_10k_subscribers", |b| {
         b.iter(|| {
-            fanout.deliver(publication.clone());
+            fanout.deliver(publication.clone(), Route::Exact);
             // The consumers' side: each connection pops its delivery.
             for q in &queues {
                 criterion::black_box(q.pop());

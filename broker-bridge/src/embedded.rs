@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{Broker, BrokerError, DeliverySink, Publication};
+use crate::{Broker, BrokerError, DeliverySink, Publication, Route};
 
 /// Delivers every publish straight to the node's own sink, on the caller's
 /// task. This keeps per-publisher order for free and adds no hop, queue or
@@ -19,7 +19,7 @@ impl EmbeddedBroker {
 
 impl Broker for EmbeddedBroker {
     fn publish(&self, publication: Publication) -> Result<(), BrokerError> {
-        self.sink.deliver(publication);
+        self.sink.deliver(publication, Route::All);
         Ok(())
     }
 
@@ -40,7 +40,7 @@ mod tests {
     struct Recorder(Mutex<Vec<Publication>>);
 
     impl DeliverySink for Recorder {
-        fn deliver(&self, publication: Publication) {
+        fn deliver(&self, publication: Publication, _route: Route) {
             self.0.lock().unwrap().push(publication);
         }
     }

@@ -13,6 +13,7 @@
 
 mod embedded;
 pub mod envelope;
+pub mod pattern;
 mod publication;
 pub mod redis;
 
@@ -28,12 +29,26 @@ pub use redis::{RedisBroker, RedisOptions};
 /// [`Broker::subscription_ready`]).
 pub type SubscriptionReady = tokio::sync::oneshot::Receiver<()>;
 
+/// Which local subscriptions a delivered publication is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Every matching subscription, exact and wildcard (the embedded broker,
+    /// and local-only delivery while the cluster is unreachable).
+    All,
+    /// Only subscriptions to exactly this destination (it came through the
+    /// destination's own Redis channel).
+    Exact,
+    /// Only the subscriptions of this wildcard pattern, if it matches (it
+    /// came through that pattern's Redis subscription).
+    Pattern(std::sync::Arc<str>),
+}
+
 /// Receives every publication for destinations this node subscribed to.
 ///
 /// Implementations must not block: the broker calls `deliver` on its own
 /// delivery path (for the embedded broker, the publisher's task).
 pub trait DeliverySink: Send + Sync + 'static {
-    fn deliver(&self, publication: Publication);
+    fn deliver(&self, publication: Publication, route: Route);
 }
 
 /// Where a node publishes and declares interest.
@@ -42,7 +57,8 @@ pub trait Broker: Send + Sync + 'static {
     /// for sending, or delivered locally); never waits for subscribers.
     fn publish(&self, publication: Publication) -> Result<(), BrokerError>;
 
-    /// The node's first local subscriber of `destination` arrived.
+    /// The node's first local subscriber of `destination` arrived
+    /// (`destination` may be a wildcard pattern, see [`pattern`]).
     fn subscribe(&self, destination: &str);
 
     /// The node's last local subscriber of `destination` left.

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use broker_bridge::{DeliverySink, Publication};
+use broker_bridge::{DeliverySink, Publication, Route};
 use stomp::Version;
 
 use crate::{
@@ -30,14 +30,15 @@ impl Fanout {
 }
 
 impl DeliverySink for Fanout {
-    fn deliver(&self, publication: Publication) {
-        let Some(subscribers) = self.registry.snapshot(&publication.destination) else {
+    fn deliver(&self, publication: Publication, route: Route) {
+        let lists = self.registry.recipients(&publication.destination, &route);
+        if lists.is_empty() {
             return;
-        };
+        }
         let escaped = EncodedMessage::encode(&publication, Version::V1_2);
         let mut unescaped: Option<Arc<EncodedMessage>> = None;
         let mut queued = 0u64;
-        for subscriber in subscribers.iter() {
+        for subscriber in lists.iter().flat_map(|l| l.iter()) {
             let message = if subscriber.escaping {
                 escaped.clone()
             } else {

@@ -11,6 +11,13 @@
 //! first local subscriber of a destination subscribes the node on the broker
 //! and the last one leaving unsubscribes it. Both calls are made under the
 //! shard lock so they reach the broker in the same order as the changes.
+//!
+//! Wildcard subscriptions (`/topic/chat.*`, `/topic/user.alice.#`, see
+//! [`broker_bridge::pattern`]) live in a separate table keyed by pattern,
+//! reference-counted the same way. Which of them a message reaches depends
+//! on the [`Route`] the broker gives it: a clustered broker delivers a
+//! message once per matching Redis channel or pattern, so each local
+//! subscription is reached through exactly one route.
 
 use std::{
     collections::HashMap,
@@ -18,7 +25,7 @@ use std::{
     sync::{Arc, OnceLock, Weak},
 };
 
-use broker_bridge::Broker;
+use broker_bridge::{pattern::Pattern, Broker, Route};
 use parking_lot::Mutex;
 
 use crate::outbound::Outbound;
@@ -39,13 +46,25 @@ pub struct Subscriber {
 struct Topic {
     subscribers: Vec<Subscriber>,
     snapshot: Option<Arc<[Subscriber]>>,
+    /// Set for wildcard topics.
+    pattern: Option<Pattern>,
 }
 
-type Shard = Mutex<HashMap<Arc<str>, Topic>>;
+impl Topic {
+    fn snapshot(&mut self) -> Arc<[Subscriber]> {
+        self.snapshot
+            .get_or_insert_with(|| self.subscribers.as_slice().into())
+            .clone()
+    }
+}
+
+type Table = HashMap<Arc<str>, Topic>;
+type Shard = Mutex<Table>;
 
 /// The node's subscription table.
 pub struct Registry {
     shards: Box<[Shard]>,
+    patterns: Mutex<Table>,
     hasher: RandomState,
     broker: OnceLock<Weak<dyn Broker>>,
 }
@@ -54,6 +73,7 @@ impl Default for Registry {
     fn default() -> Self {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            patterns: Mutex::default(),
             hasher: RandomState::new(),
             broker: OnceLock::new(),
         }
@@ -76,9 +96,21 @@ impl Registry {
         self.broker.get().and_then(Weak::upgrade)
     }
 
+    /// The table holding `destination`: its shard, or the pattern table.
+    fn table(&self, destination: &str) -> &Mutex<Table> {
+        if broker_bridge::pattern::is_wildcard(destination) {
+            &self.patterns
+        } else {
+            self.shard(destination)
+        }
+    }
+
     pub fn subscribe(&self, destination: &Arc<str>, subscriber: Subscriber) {
-        let mut shard = self.shard(destination).lock();
-        let topic = shard.entry(destination.clone()).or_default();
+        let mut table = self.table(destination).lock();
+        let topic = table.entry(destination.clone()).or_insert_with(|| Topic {
+            pattern: Pattern::parse(destination),
+            ..Topic::default()
+        });
         topic.subscribers.push(subscriber);
         topic.snapshot = None;
         if topic.subscribers.len() == 1 {
@@ -90,8 +122,8 @@ impl Registry {
 
     /// Removes the subscription `key` of the connection owning `outbound`.
     pub fn unsubscribe(&self, destination: &str, outbound: &Arc<Outbound>, key: u32) {
-        let mut shard = self.shard(destination).lock();
-        let Some(topic) = shard.get_mut(destination) else {
+        let mut table = self.table(destination).lock();
+        let Some(topic) = table.get_mut(destination) else {
             return;
         };
         let before = topic.subscribers.len();
@@ -103,35 +135,69 @@ impl Registry {
         }
         topic.snapshot = None;
         if topic.subscribers.is_empty() {
-            shard.remove(destination);
+            table.remove(destination);
             if let Some(broker) = self.broker() {
                 broker.unsubscribe(destination);
             }
         }
     }
 
-    /// The current subscribers of `destination`, without holding any lock
-    /// afterwards.
+    /// The current exact subscribers of `destination`, without holding any
+    /// lock afterwards.
     pub fn snapshot(&self, destination: &str) -> Option<Arc<[Subscriber]>> {
-        let mut shard = self.shard(destination).lock();
-        let topic = shard.get_mut(destination)?;
-        Some(
-            topic
-                .snapshot
-                .get_or_insert_with(|| topic.subscribers.as_slice().into())
-                .clone(),
-        )
+        self.shard(destination)
+            .lock()
+            .get_mut(destination)
+            .map(Topic::snapshot)
+    }
+
+    /// The subscriber lists a message for `destination` arriving by `route`
+    /// must reach (each a snapshot; no lock is held afterwards).
+    pub fn recipients(&self, destination: &str, route: &Route) -> Vec<Arc<[Subscriber]>> {
+        let mut lists = Vec::new();
+        match route {
+            Route::Exact => lists.extend(self.snapshot(destination)),
+            Route::Pattern(pattern) => {
+                let mut patterns = self.patterns.lock();
+                if let Some(topic) = patterns.get_mut(&**pattern) {
+                    if topic
+                        .pattern
+                        .as_ref()
+                        .is_some_and(|p| p.matches(destination))
+                    {
+                        lists.push(topic.snapshot());
+                    }
+                }
+            }
+            Route::All => {
+                lists.extend(self.snapshot(destination));
+                let mut patterns = self.patterns.lock();
+                if !patterns.is_empty() {
+                    for topic in patterns.values_mut() {
+                        if topic
+                            .pattern
+                            .as_ref()
+                            .is_some_and(|p| p.matches(destination))
+                        {
+                            lists.push(topic.snapshot());
+                        }
+                    }
+                }
+            }
+        }
+        lists
     }
 
     /// Destinations with at least one local subscriber.
     pub fn destination_count(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum::<usize>() + self.patterns.lock().len()
     }
 
     /// Local subscriptions over all destinations.
     pub fn subscription_count(&self) -> usize {
         self.shards
             .iter()
+            .chain(std::iter::once(&self.patterns))
             .map(|s| {
                 s.lock()
                     .values()

@@ -293,3 +293,52 @@ async fn an_undecodable_envelope_is_counted_and_dropped() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_subscriptions_work_across_nodes_once_each() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut c = Client::connected(a.addr).await;
+    c.subscribe("star", "/topic/chat.*", "auto").await;
+    c.subscribe("hash", "/topic/chat.#", "auto").await;
+    c.subscribe("exact", "/topic/chat.room1", "auto").await;
+    // Both wildcard subscriptions share one Redis pattern subscription.
+    assert_eq!(redis.cli(&["PUBSUB", "NUMPAT"]).trim(), "1");
+    let mut publisher = Client::connected(b.addr).await;
+    for destination in [
+        "/topic/chat.room1",
+        "/topic/chat.a.b",
+        "/topic/chatter",
+        "/topic/chat",
+    ] {
+        publisher
+            .send(
+                Command::Send,
+                &[("destination", destination)],
+                destination.as_bytes(),
+            )
+            .await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let f = c.frame().await;
+        got.push(format!(
+            "{}@{}",
+            f.header("subscription").unwrap(),
+            f.header("destination").unwrap()
+        ));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "exact@/topic/chat.room1",
+            "hash@/topic/chat",
+            "hash@/topic/chat.a.b",
+            "hash@/topic/chat.room1",
+            "star@/topic/chat.room1",
+        ]
+    );
+    // Nothing else (e.g. /topic/chatter, which the glob also matches) arrives.
+    assert!(c.message_within(Duration::from_millis(200)).await.is_err());
+}

@@ -557,3 +557,53 @@ impl Client {
         String::from_utf8(m.payload).unwrap()
     }
 }
+
+#[tokio::test]
+async fn wildcard_subscriptions_match_one_or_many_segments() {
+    let gw = start(&[]).await;
+    let mut c = Client::connected(gw.addr).await;
+    c.subscribe("one", "/topic/chat.*", "auto").await;
+    c.subscribe("many", "/topic/user.alice.#", "auto").await;
+    let sends = [
+        ("/topic/chat.room42", Some("one")),
+        ("/topic/chat.a.b", None),
+        ("/topic/user.alice", Some("many")),
+        ("/topic/user.alice.inbox.new", Some("many")),
+        ("/topic/user.bob.inbox", None),
+    ];
+    for (destination, _) in sends {
+        c.send(
+            Command::Send,
+            &[("destination", destination)],
+            destination.as_bytes(),
+        )
+        .await;
+    }
+    c.send(
+        Command::Send,
+        &[("destination", "/topic/chat.end"), ("receipt", "done")],
+        b"end",
+    )
+    .await;
+    // Four messages match; the receipt may arrive anywhere among them.
+    let mut got = Vec::new();
+    let mut receipted = false;
+    while got.len() < 4 || !receipted {
+        let f = c.frame().await;
+        if f.command == Command::Receipt {
+            receipted = true;
+            continue;
+        }
+        got.push((
+            f.header("destination").unwrap().to_string(),
+            f.header("subscription").unwrap().to_string(),
+        ));
+    }
+    let expected: Vec<(String, String)> = sends
+        .iter()
+        .filter_map(|(d, s)| s.map(|s| (d.to_string(), s.to_string())))
+        .chain([("/topic/chat.end".to_string(), "one".to_string())])
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(gw.node.registry.subscription_count(), 2);
+}

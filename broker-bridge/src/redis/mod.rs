@@ -18,6 +18,11 @@
 //!   re-subscribes every wanted channel in one command.
 //!
 //! Channels are `<prefix><destination>` and carry [`crate::envelope`]s.
+//! A wildcard destination becomes a PSUBSCRIBE of a glob that covers it
+//! (several wildcard destinations may share one glob); a message that
+//! arrives through a glob is handed to the sink once per local wildcard
+//! destination of that glob, which filters exactly ([`Route::Pattern`]).
+//! Redis Cluster's sharded pub/sub has no patterns: see `docs/cluster.md`.
 
 mod metrics;
 mod publisher;
@@ -34,7 +39,9 @@ use std::{
 use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Broker, BrokerError, DeliverySink, Publication, SubscriptionReady};
+use crate::{
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady,
+};
 pub use metrics::RedisMetrics;
 
 /// Settings of the Redis broker.
@@ -70,13 +77,22 @@ impl RedisOptions {
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
+/// What the node subscribes to on Redis: a channel (SUBSCRIBE) or a glob
+/// (PSUBSCRIBE) standing for one or more wildcard destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Upstream {
+    Channel(String),
+    Glob(String),
+}
+
 /// Interest changes sent to the subscriber task.
 #[derive(Debug)]
 enum Interest {
-    Subscribe(String),
-    Unsubscribe(String),
-    /// Resolve when `channel` is subscribed on Redis (or the broker is down).
-    Ready(String, oneshot::Sender<()>),
+    /// `pattern` is the wildcard destination for a glob, `None` for a channel.
+    Subscribe(Upstream, Option<Arc<str>>),
+    Unsubscribe(Upstream, Option<Arc<str>>),
+    /// Resolve when the upstream subscription is live (or the broker is down).
+    Ready(Upstream, oneshot::Sender<()>),
 }
 
 /// State shared by the broker handle and its tasks.
@@ -93,6 +109,17 @@ struct Shared {
 impl Shared {
     fn channel(&self, destination: &str) -> String {
         format!("{}{destination}", self.options.channel_prefix)
+    }
+
+    /// The Redis subscription a local (possibly wildcard) destination needs.
+    fn upstream(&self, destination: &str) -> (Upstream, Option<Arc<str>>) {
+        match Pattern::parse(destination) {
+            Some(pattern) => (
+                Upstream::Glob(pattern.redis_glob(&self.options.channel_prefix)),
+                Some(destination.into()),
+            ),
+            None => (Upstream::Channel(self.channel(destination)), None),
+        }
     }
 
     fn available(&self) -> bool {
@@ -161,7 +188,7 @@ impl Broker for RedisBroker {
         if !self.shared.available() {
             // Degraded: keep local traffic flowing while Redis is away.
             self.shared.metrics.local_only.inc();
-            self.shared.sink.deliver(publication);
+            self.shared.sink.deliver(publication, Route::All);
             return Ok(());
         }
         self.publish_tx.try_send(publication).map_err(|e| match e {
@@ -173,15 +200,17 @@ impl Broker for RedisBroker {
     }
 
     fn subscribe(&self, destination: &str) {
+        let (upstream, pattern) = self.shared.upstream(destination);
         let _ = self
             .interest_tx
-            .send(Interest::Subscribe(self.shared.channel(destination)));
+            .send(Interest::Subscribe(upstream, pattern));
     }
 
     fn unsubscribe(&self, destination: &str) {
+        let (upstream, pattern) = self.shared.upstream(destination);
         let _ = self
             .interest_tx
-            .send(Interest::Unsubscribe(self.shared.channel(destination)));
+            .send(Interest::Unsubscribe(upstream, pattern));
     }
 
     fn subscription_ready(&self, destination: &str) -> Option<SubscriptionReady> {
@@ -189,9 +218,8 @@ impl Broker for RedisBroker {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        let _ = self
-            .interest_tx
-            .send(Interest::Ready(self.shared.channel(destination), tx));
+        let (upstream, _) = self.shared.upstream(destination);
+        let _ = self.interest_tx.send(Interest::Ready(upstream, tx));
         Some(rx)
     }
 

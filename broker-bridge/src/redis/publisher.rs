@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{next_backoff, Shared, BACKOFF_START};
-use crate::{envelope, Publication};
+use crate::{envelope, Publication, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -26,7 +26,7 @@ pub(super) async fn run(
                 // Anything queued meanwhile still reaches local subscribers.
                 while let Ok(p) = queue.try_recv() {
                     shared.metrics.local_only.inc();
-                    shared.sink.deliver(p);
+                    shared.sink.deliver(p, Route::All);
                 }
                 if queue.is_closed() {
                     return;
@@ -80,7 +80,7 @@ pub(super) async fn run(
                     shared.set_up(&shared.publisher_up, false);
                     for p in batch.drain(..) {
                         shared.metrics.local_only.inc();
-                        shared.sink.deliver(p);
+                        shared.sink.deliver(p, Route::All);
                     }
                     break;
                 }

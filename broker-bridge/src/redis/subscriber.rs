@@ -1,5 +1,5 @@
-//! The subscriber task: one pub/sub connection per node, the channels the
-//! node's subscribers need, and delivery of what arrives.
+//! The subscriber task: one pub/sub connection per node, the channels and
+//! globs the node's subscribers need, and delivery of what arrives.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,34 +11,43 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{next_backoff, Interest, Shared, BACKOFF_START};
-use crate::envelope;
+use super::{next_backoff, Interest, Shared, Upstream, BACKOFF_START};
+use crate::{envelope, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Channel bookkeeping that survives reconnects.
+/// Subscription bookkeeping that survives reconnects.
 #[derive(Default)]
-struct Channels {
-    /// What the node's subscribers need.
-    desired: HashSet<String>,
+struct Upstreams {
+    /// What the node's subscribers need; for a glob, the wildcard
+    /// destinations it stands for.
+    desired: HashMap<Upstream, HashSet<Arc<str>>>,
     /// What the current connection has confirmed.
-    subscribed: HashSet<String>,
-    /// Sessions waiting for a channel's SUBSCRIBE to be confirmed.
-    waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    subscribed: HashSet<Upstream>,
+    /// Sessions waiting for an upstream subscription to be confirmed.
+    waiters: HashMap<Upstream, Vec<oneshot::Sender<()>>>,
 }
 
-impl Channels {
+impl Upstreams {
     fn apply(&mut self, interest: Interest) {
         match interest {
-            Interest::Subscribe(channel) => {
-                self.desired.insert(channel);
+            Interest::Subscribe(upstream, pattern) => {
+                let patterns = self.desired.entry(upstream).or_default();
+                patterns.extend(pattern);
             }
-            Interest::Unsubscribe(channel) => {
-                self.desired.remove(&channel);
+            Interest::Unsubscribe(upstream, pattern) => {
+                if let Some(patterns) = self.desired.get_mut(&upstream) {
+                    if let Some(p) = pattern {
+                        patterns.remove(&p);
+                    }
+                    if patterns.is_empty() {
+                        self.desired.remove(&upstream);
+                    }
+                }
             }
-            Interest::Ready(channel, tx) => {
-                if self.desired.contains(&channel) && !self.subscribed.contains(&channel) {
-                    self.waiters.entry(channel).or_default().push(tx);
+            Interest::Ready(upstream, tx) => {
+                if self.desired.contains_key(&upstream) && !self.subscribed.contains(&upstream) {
+                    self.waiters.entry(upstream).or_default().push(tx);
                 } else {
                     let _ = tx.send(());
                 }
@@ -46,12 +55,12 @@ impl Channels {
         }
     }
 
-    /// Wakes waiters whose channel is now confirmed (or no longer wanted).
+    /// Wakes waiters whose upstream is now confirmed (or no longer wanted);
+    /// all of them when `all`.
     fn wake(&mut self, all: bool) {
-        let subscribed = &self.subscribed;
-        let desired = &self.desired;
-        self.waiters.retain(|channel, waiters| {
-            let done = all || subscribed.contains(channel) || !desired.contains(channel);
+        let (subscribed, desired) = (&self.subscribed, &self.desired);
+        self.waiters.retain(|upstream, waiters| {
+            let done = all || subscribed.contains(upstream) || !desired.contains_key(upstream);
             if done {
                 for tx in waiters.drain(..) {
                     let _ = tx.send(());
@@ -60,6 +69,34 @@ impl Channels {
             !done
         });
     }
+
+    fn missing(&self) -> (Vec<&str>, Vec<&str>) {
+        split(
+            self.desired
+                .keys()
+                .filter(|u| !self.subscribed.contains(*u)),
+        )
+    }
+
+    fn unwanted(&self) -> (Vec<&str>, Vec<&str>) {
+        split(
+            self.subscribed
+                .iter()
+                .filter(|u| !self.desired.contains_key(*u)),
+        )
+    }
+}
+
+/// Channels and globs, as SUBSCRIBE and PSUBSCRIBE arguments.
+fn split<'a>(upstreams: impl Iterator<Item = &'a Upstream>) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut channels, mut globs) = (Vec::new(), Vec::new());
+    for upstream in upstreams {
+        match upstream {
+            Upstream::Channel(c) => channels.push(c.as_str()),
+            Upstream::Glob(g) => globs.push(g.as_str()),
+        }
+    }
+    (channels, globs)
 }
 
 pub(super) async fn run(
@@ -67,47 +104,33 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     mut interest: mpsc::UnboundedReceiver<Interest>,
 ) {
-    let mut channels = Channels::default();
+    let mut upstreams = Upstreams::default();
     let mut backoff = BACKOFF_START;
     let mut first = true;
     loop {
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
-        let pubsub = match connected {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis subscriber connect failed");
-                if !drain_interest(&mut interest, &mut channels) {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = next_backoff(backoff);
-                continue;
+        let Ok(Ok(pubsub)) = connected else {
+            if !drain_interest(&mut interest, &mut upstreams) {
+                return;
             }
-            Err(_) => {
-                if !drain_interest(&mut interest, &mut channels) {
-                    return;
-                }
-                continue;
-            }
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+            continue;
         };
         let (mut sink, mut stream) = pubsub.split();
-        let all: Vec<String> = channels.desired.iter().cloned().collect();
-        if !all.is_empty() {
-            if let Err(e) = sink.subscribe(&all).await {
-                tracing::warn!(error = %e, "redis re-subscribe failed");
-                continue;
-            }
+        upstreams.subscribed.clear();
+        if sync(&mut sink, &mut upstreams).await.is_err() {
+            tracing::warn!("redis re-subscribe failed");
+            continue;
         }
-        channels.subscribed = channels.desired.clone();
-        channels.wake(false);
         shared
             .metrics
             .channels
-            .set(channels.subscribed.len() as i64);
+            .set(upstreams.subscribed.len() as i64);
         if !first {
             shared.metrics.reconnects.inc();
             tracing::info!(
-                channels = all.len(),
+                subscriptions = upstreams.subscribed.len(),
                 "redis subscriber reconnected and re-subscribed"
             );
         }
@@ -119,40 +142,85 @@ pub(super) async fn run(
             tokio::select! {
                 next = interest.recv() => {
                     let Some(change) = next else { return };
-                    channels.apply(change);
+                    upstreams.apply(change);
                     while let Ok(change) = interest.try_recv() {
-                        channels.apply(change);
+                        upstreams.apply(change);
                     }
-                    let adds: Vec<&String> = channels.desired.difference(&channels.subscribed).collect();
-                    if !adds.is_empty() && sink.subscribe(&adds).await.is_err() {
+                    if sync(&mut sink, &mut upstreams).await.is_err() {
                         break;
                     }
-                    let removes: Vec<&String> = channels.subscribed.difference(&channels.desired).collect();
-                    if !removes.is_empty() && sink.unsubscribe(&removes).await.is_err() {
-                        break;
-                    }
-                    channels.subscribed = channels.desired.clone();
-                    channels.wake(false);
-                    shared.metrics.channels.set(channels.subscribed.len() as i64);
+                    shared.metrics.channels.set(upstreams.subscribed.len() as i64);
                 }
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    shared.metrics.received.inc();
-                    match envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
-                        Ok(envelope) => shared.sink.deliver(envelope.publication),
-                        Err(e) => {
-                            shared.metrics.decode_errors.inc();
-                            tracing::warn!(error = %e, channel = message.get_channel_name(), "dropping undecodable envelope");
-                        }
-                    }
+                    deliver(&shared, &upstreams, &message);
                 }
             }
         }
         tracing::warn!("redis subscriber connection lost; reconnecting");
         shared.set_up(&shared.subscriber_up, false);
-        channels.subscribed.clear();
+        upstreams.subscribed.clear();
         // Nobody waits for Redis while it is away.
-        channels.wake(true);
+        upstreams.wake(true);
+    }
+}
+
+/// Brings the connection's subscriptions in line with what is desired.
+async fn sync(
+    sink: &mut redis::aio::PubSubSink,
+    upstreams: &mut Upstreams,
+) -> redis::RedisResult<()> {
+    let (channels, globs) = upstreams.missing();
+    let (channels, globs): (Vec<String>, Vec<String>) = (
+        channels.into_iter().map(str::to_string).collect(),
+        globs.into_iter().map(str::to_string).collect(),
+    );
+    if !channels.is_empty() {
+        sink.subscribe(&channels).await?;
+    }
+    if !globs.is_empty() {
+        sink.psubscribe(&globs).await?;
+    }
+    let (channels, globs) = upstreams.unwanted();
+    let (channels, globs): (Vec<String>, Vec<String>) = (
+        channels.into_iter().map(str::to_string).collect(),
+        globs.into_iter().map(str::to_string).collect(),
+    );
+    if !channels.is_empty() {
+        sink.unsubscribe(&channels).await?;
+    }
+    if !globs.is_empty() {
+        sink.punsubscribe(&globs).await?;
+    }
+    upstreams.subscribed = upstreams.desired.keys().cloned().collect();
+    upstreams.wake(false);
+    Ok(())
+}
+
+fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {
+    shared.metrics.received.inc();
+    let envelope = match envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            shared.metrics.decode_errors.inc();
+            tracing::warn!(error = %e, channel = message.get_channel_name(), "dropping undecodable envelope");
+            return;
+        }
+    };
+    if !message.from_pattern() {
+        shared.sink.deliver(envelope.publication, Route::Exact);
+        return;
+    }
+    let Ok(glob) = message.get_pattern::<String>() else {
+        return;
+    };
+    if let Some(patterns) = upstreams.desired.get(&Upstream::Glob(glob)) {
+        for pattern in patterns {
+            shared.sink.deliver(
+                envelope.publication.clone(),
+                Route::Pattern(pattern.clone()),
+            );
+        }
     }
 }
 
@@ -160,13 +228,13 @@ pub(super) async fn run(
 /// waiters at once. Returns false when the broker was dropped.
 fn drain_interest(
     interest: &mut mpsc::UnboundedReceiver<Interest>,
-    channels: &mut Channels,
+    upstreams: &mut Upstreams,
 ) -> bool {
     loop {
         match interest.try_recv() {
             Ok(change) => {
-                channels.apply(change);
-                channels.wake(true);
+                upstreams.apply(change);
+                upstreams.wake(true);
             }
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,

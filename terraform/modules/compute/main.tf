@@ -503,7 +503,10 @@ resource "aws_autoscaling_group" "gateway" {
       max_healthy_percentage = var.refresh_max_healthy_percentage
       instance_warmup        = var.instance_warmup_seconds
       skip_matching          = true
-      auto_rollback          = true
+      # No auto_rollback: terraform sets the new launch template version on
+      # the group before it starts the refresh, so a "rollback" would return
+      # to the same version (terraform-provider-aws issue 34189). Roll back
+      # by deploying the previous release.
     }
   }
 
@@ -551,7 +554,10 @@ resource "aws_autoscaling_group" "api" {
       max_healthy_percentage = var.refresh_max_healthy_percentage
       instance_warmup        = var.instance_warmup_seconds
       skip_matching          = true
-      auto_rollback          = true
+      # No auto_rollback: terraform sets the new launch template version on
+      # the group before it starts the refresh, so a "rollback" would return
+      # to the same version (terraform-provider-aws issue 34189). Roll back
+      # by deploying the previous release.
     }
   }
 

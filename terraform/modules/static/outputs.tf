@@ -1,6 +1,8 @@
 output "logs_bucket" {
   description = "Name of the access-log bucket (ALB logs go under alb/)."
-  value       = aws_s3_bucket.logs.id
+  # Taken from the bucket policy so that users (the ALB's access_logs) wait
+  # until the log-delivery grants exist.
+  value = aws_s3_bucket_policy.logs.bucket
 }
 
 output "frontend_bucket" {

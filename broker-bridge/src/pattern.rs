@@ -1,0 +1,196 @@
+//! Wildcard destinations, as RabbitMQ's topic destinations have them.
+//!
+//! A destination is a base ending in `/` and a routing key of
+//! dot-separated segments: `/topic/chat.room42` is base `/topic/`, key
+//! `chat.room42`. In a subscription, a key segment `*` matches exactly one
+//! segment and `#` matches zero or more: `/topic/chat.*` matches
+//! `/topic/chat.room42` but not `/topic/chat.a.b`; `/topic/user.alice.#`
+//! matches `/topic/user.alice` and `/topic/user.alice.inbox.new`.
+
+/// A parsed subscription destination that contains wildcards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    base: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    One,
+    Any,
+}
+
+/// Whether a destination contains a wildcard segment.
+pub fn is_wildcard(destination: &str) -> bool {
+    let (_, key) = split(destination);
+    key.split('.').any(|s| s == "*" || s == "#")
+}
+
+fn split(destination: &str) -> (&str, &str) {
+    match destination.rfind('/') {
+        Some(i) => destination.split_at(i + 1),
+        None => ("", destination),
+    }
+}
+
+impl Pattern {
+    /// Parses a destination; `None` when it has no wildcard segment.
+    pub fn parse(destination: &str) -> Option<Pattern> {
+        if !is_wildcard(destination) {
+            return None;
+        }
+        let (base, key) = split(destination);
+        let segments = key
+            .split('.')
+            .map(|s| match s {
+                "*" => Segment::One,
+                "#" => Segment::Any,
+                literal => Segment::Literal(literal.to_string()),
+            })
+            .collect();
+        Some(Pattern {
+            base: base.to_string(),
+            segments,
+        })
+    }
+
+    /// Whether a concrete destination matches.
+    pub fn matches(&self, destination: &str) -> bool {
+        let (base, key) = split(destination);
+        if base != self.base {
+            return false;
+        }
+        let keys: Vec<&str> = key.split('.').collect();
+        match_segments(&self.segments, &keys)
+    }
+
+    /// A Redis glob (for PSUBSCRIBE) that matches at least every channel
+    /// `<prefix><destination>` this pattern matches. It may match more
+    /// (a glob `*` also spans dots); the receiving node filters exactly.
+    pub fn redis_glob(&self, prefix: &str) -> String {
+        let mut glob = String::new();
+        escape_glob(prefix, &mut glob);
+        escape_glob(&self.base, &mut glob);
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Literal(text) => {
+                    // After a wildcard the separator is left to the glob's
+                    // `*` (a `#` may match zero segments, and then no dot).
+                    if i > 0 && matches!(self.segments[i - 1], Segment::Literal(_)) {
+                        glob.push('.');
+                    }
+                    escape_glob(text, &mut glob);
+                }
+                Segment::One | Segment::Any => {
+                    if !glob.ends_with('*') {
+                        glob.push('*');
+                    }
+                }
+            }
+        }
+        glob
+    }
+}
+
+fn match_segments(pattern: &[Segment], keys: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => keys.is_empty(),
+        Some((Segment::Any, rest)) => {
+            (0..=keys.len()).any(|skip| match_segments(rest, &keys[skip..]))
+        }
+        Some((Segment::One, rest)) => !keys.is_empty() && match_segments(rest, &keys[1..]),
+        Some((Segment::Literal(text), rest)) => {
+            keys.first().is_some_and(|k| k == text) && match_segments(rest, &keys[1..])
+        }
+    }
+}
+
+fn escape_glob(text: &str, out: &mut String) {
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, destination: &str) -> bool {
+        Pattern::parse(pattern).unwrap().matches(destination)
+    }
+
+    #[test]
+    fn star_is_exactly_one_segment() {
+        assert!(m("/topic/chat.*", "/topic/chat.room42"));
+        assert!(!m("/topic/chat.*", "/topic/chat"));
+        assert!(!m("/topic/chat.*", "/topic/chat.a.b"));
+        assert!(m("/topic/*.b", "/topic/a.b"));
+        assert!(!m("/topic/chat.*", "/queue/chat.x"));
+    }
+
+    #[test]
+    fn hash_is_zero_or_more_segments() {
+        assert!(m("/topic/user.alice.#", "/topic/user.alice"));
+        assert!(m("/topic/user.alice.#", "/topic/user.alice.inbox.new"));
+        assert!(!m("/topic/user.alice.#", "/topic/user.bob"));
+        assert!(m("/topic/#", "/topic/anything.at.all"));
+        assert!(m("/topic/a.#.z", "/topic/a.z"));
+        assert!(m("/topic/a.#.z", "/topic/a.b.c.z"));
+        assert!(!m("/topic/a.#.z", "/topic/a.b.c"));
+    }
+
+    #[test]
+    fn only_whole_segments_are_wildcards() {
+        assert!(!is_wildcard("/topic/chat.room*"));
+        assert!(!is_wildcard("/topic/a#b"));
+        assert!(is_wildcard("/topic/*"));
+    }
+
+    #[test]
+    fn redis_glob_covers_every_match() {
+        let cases = [
+            ("/topic/chat.*", "/topic/chat.room42"),
+            ("/topic/user.alice.#", "/topic/user.alice"),
+            ("/topic/a.#.z", "/topic/a.z"),
+            ("/topic/#", "/topic/x.y"),
+            ("/topic/*.b", "/topic/a.b"),
+            ("/topic/#.b", "/topic/b"),
+            ("/topic/a.#.z", "/topic/a.b.c.z"),
+        ];
+        for (pattern, destination) in cases {
+            let glob = Pattern::parse(pattern).unwrap().redis_glob("stomp:");
+            assert!(
+                glob_match(&glob, &format!("stomp:{destination}")),
+                "{glob} should match {destination}"
+            );
+        }
+        assert_eq!(
+            Pattern::parse("/topic/a?.*").unwrap().redis_glob("p:"),
+            "p:/topic/a\\?*"
+        );
+    }
+
+    /// Redis glob semantics for `*`, `?` and `\` escapes (enough for tests).
+    fn glob_match(glob: &str, text: &str) -> bool {
+        fn go(g: &[char], t: &[char]) -> bool {
+            match g.split_first() {
+                None => t.is_empty(),
+                Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+                Some(('?', rest)) => !t.is_empty() && go(rest, &t[1..]),
+                Some(('\\', rest)) => match rest.split_first() {
+                    Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+                    None => false,
+                },
+                Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+            }
+        }
+        go(
+            &glob.chars().collect::<Vec<_>>(),
+            &text.chars().collect::<Vec<_>>(),
+        )
+    }
+}
