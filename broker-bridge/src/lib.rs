@@ -23,7 +23,7 @@ use thiserror::Error;
 
 pub use embedded::EmbeddedBroker;
 pub use publication::Publication;
-pub use redis::{RedisBroker, RedisOptions};
+pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};
 
 /// Resolves once a destination's subscription is active cluster-wide (see
 /// [`Broker::subscription_ready`]).
@@ -71,6 +71,12 @@ pub trait Broker: Send + Sync + 'static {
     /// is live. `None`: already live (always, for the embedded broker).
     fn subscription_ready(&self, _destination: &str) -> Option<SubscriptionReady> {
         None
+    }
+
+    /// Whether wildcard destinations can be subscribed to (sharded pub/sub
+    /// has no pattern subscriptions).
+    fn supports_wildcards(&self) -> bool {
+        true
     }
 
     /// Whether the broker can currently carry cluster traffic; the embedded

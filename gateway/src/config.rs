@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The Redis URL names a node of a Redis Cluster: use sharded pub/sub
+    /// (SSUBSCRIBE/SPUBLISH, Redis 7), which scales with shards. Wildcard
+    /// subscriptions are not available in this mode (see docs/cluster.md).
+    #[arg(long, env = "GATEWAY_REDIS_SHARDED")]
+    pub redis_sharded: bool,
+
     /// Prefix of the Redis channel names (`<prefix><destination>`), so
     /// several deployments can share one Redis.
     #[arg(long, env = "GATEWAY_REDIS_CHANNEL_PREFIX", default_value = "stomp:")]

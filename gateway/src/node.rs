@@ -5,7 +5,9 @@ use std::sync::{
     Arc,
 };
 
-use broker_bridge::{Broker, BrokerError, EmbeddedBroker, RedisBroker, RedisOptions};
+use broker_bridge::{
+    Broker, BrokerError, EmbeddedBroker, RedisBroker, RedisOptions, ShardedRedisBroker,
+};
 
 use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry, roster::Roster};
 
@@ -48,8 +50,15 @@ impl Node {
         let node_id = node_id(&config);
         let mut options = RedisOptions::new(redis_url, node_id);
         options.channel_prefix = config.redis_channel_prefix.clone();
-        let broker: Arc<dyn Broker> =
-            Arc::new(RedisBroker::start(options, fanout, metrics.registry())?);
+        let broker: Arc<dyn Broker> = if config.redis_sharded {
+            Arc::new(ShardedRedisBroker::start(
+                options,
+                fanout,
+                metrics.registry(),
+            )?)
+        } else {
+            Arc::new(RedisBroker::start(options, fanout, metrics.registry())?)
+        };
         Ok(Node::with_broker(config, registry, broker, metrics))
     }
 

@@ -342,3 +342,110 @@ async fn wildcard_subscriptions_work_across_nodes_once_each() {
     // Nothing else (e.g. /topic/chatter, which the glob also matches) arrives.
     assert!(c.message_within(Duration::from_millis(200)).await.is_err());
 }
+
+async fn sharded_node(cluster: &support::redis::RedisCluster, id: &str) -> TestGateway {
+    let url = cluster.url();
+    let gw = start(&["--redis-url", &url, "--redis-sharded", "--node-id", id]).await;
+    for _ in 0..200 {
+        if gw.node.broker.is_available() {
+            return gw;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node {id} did not connect to the redis cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_carries_sharded_pub_sub() {
+    let cluster = support::redis::RedisCluster::start(3).await;
+    let (a, b) = (
+        sharded_node(&cluster, "a").await,
+        sharded_node(&cluster, "b").await,
+    );
+    // Destinations spread over the shards' hash slots.
+    let destinations: Vec<String> = (0..12).map(|i| format!("/topic/room{i}")).collect();
+    let mut on_a = Client::connected(a.addr).await;
+    let mut on_b = Client::connected(b.addr).await;
+    for (i, d) in destinations.iter().enumerate() {
+        on_a.subscribe(&format!("a{i}"), d, "auto").await;
+        on_b.subscribe(&format!("b{i}"), d, "auto").await;
+    }
+    for d in &destinations {
+        let channel = format!("stomp:{d}");
+        assert_eq!(
+            cluster.shard_subscribers(&channel),
+            2,
+            "one sharded subscription per node for {d}"
+        );
+        assert_eq!(
+            cluster.nodes[0]
+                .cli(&["PUBSUB", "NUMSUB", &channel])
+                .lines()
+                .nth(1)
+                .unwrap_or("0")
+                .trim(),
+            "0"
+        );
+    }
+    let owners: std::collections::HashSet<usize> = destinations
+        .iter()
+        .map(|d| {
+            let channel = format!("stomp:{d}");
+            cluster
+                .nodes
+                .iter()
+                .position(|s| {
+                    s.cli(&["PUBSUB", "SHARDNUMSUB", &channel])
+                        .lines()
+                        .nth(1)
+                        .map(str::trim)
+                        == Some("2")
+                })
+                .unwrap()
+        })
+        .collect();
+    assert!(owners.len() > 1, "channels live on several shards");
+
+    let mut publisher = Client::connected(b.addr).await;
+    for d in &destinations {
+        for n in 0..3 {
+            publisher
+                .send(
+                    Command::Send,
+                    &[("destination", d), ("x-n", &n.to_string())],
+                    d.as_bytes(),
+                )
+                .await;
+        }
+    }
+    for client in [&mut on_a, &mut on_b] {
+        let mut per_destination: std::collections::HashMap<String, Vec<String>> =
+            Default::default();
+        for _ in 0..destinations.len() * 3 {
+            let m = client.frame().await;
+            per_destination
+                .entry(m.header("destination").unwrap().to_string())
+                .or_default()
+                .push(m.header("x-n").unwrap().to_string());
+        }
+        for d in &destinations {
+            assert_eq!(
+                per_destination[d],
+                ["0", "1", "2"],
+                "{d}: each once, in order"
+            );
+        }
+    }
+
+    // Sharded pub/sub has no patterns: a wildcard SUBSCRIBE is refused clearly.
+    on_a.send(
+        Command::Subscribe,
+        &[("id", "w"), ("destination", "/topic/room.*")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        on_a.expect_error().await.header("message"),
+        Some("wildcards not supported")
+    );
+}

@@ -26,6 +26,7 @@
 
 mod metrics;
 mod publisher;
+mod sharded;
 mod subscriber;
 
 use std::{
@@ -43,6 +44,7 @@ use crate::{
     pattern::Pattern, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady,
 };
 pub use metrics::RedisMetrics;
+pub use sharded::ShardedRedisBroker;
 
 /// Settings of the Redis broker.
 #[derive(Debug, Clone)]

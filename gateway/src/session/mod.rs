@@ -275,6 +275,13 @@ impl Session {
         let id = required(frame, "id")?;
         let destination = required(frame, "destination")?;
         self.check_destination(destination)?;
+        if broker_bridge::pattern::is_wildcard(destination)
+            && !self.node.broker.supports_wildcards()
+        {
+            return Err(StompError::new("wildcards not supported").detail(format!(
+                "{destination:?} uses * or #, which this cluster (Redis sharded pub/sub) cannot route"
+            )));
+        }
         let ack_header = frame.header("ack").unwrap_or("auto");
         let ack = AckMode::parse(ack_header).ok_or_else(|| {
             StompError::new("invalid ack mode").detail(format!(

@@ -84,3 +84,119 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A local Redis Cluster of `n` primaries (no replicas), each on a free
+/// loopback port with its files in a temporary directory.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-redis-cluster-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            let server = RedisServer {
+                port,
+                child: Some(child),
+            };
+            for _ in 0..100 {
+                if server.cli(&["PING"]).trim() == "PONG" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            nodes.push(server);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for _ in 0..200 {
+            if nodes
+                .iter()
+                .all(|s| s.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            {
+                return RedisCluster { nodes, dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis cluster did not reach cluster_state:ok");
+    }
+
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Sum of `PUBSUB SHARDNUMSUB channel` over the shards.
+    pub fn shard_subscribers(&self, channel: &str) -> u32 {
+        self.nodes
+            .iter()
+            .map(|s| {
+                let out = s.cli(&["PUBSUB", "SHARDNUMSUB", channel]);
+                out.lines()
+                    .nth(1)
+                    .and_then(|l| l.trim().parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
