@@ -69,7 +69,7 @@ impl EncodedMessage {
             buf.put_u8(b'\n');
         }
         buf.put_slice(b"content-length:");
-        buf.put_slice(publication.body.len().to_string().as_bytes());
+        buf.put_slice(stomp::decimal(publication.body.len() as u64, &mut [0; 20]));
         buf.put_u8(b'\n');
         let split = buf.len();
         buf.put_u8(b'\n');

@@ -24,7 +24,7 @@ impl Frame {
         }
         if !self.body.is_empty() && self.header("content-length").is_none() {
             dst.put_slice(b"content-length:");
-            put_decimal(self.body.len(), dst);
+            dst.put_slice(decimal(self.body.len() as u64, &mut [0; 20]));
             dst.put_u8(b'\n');
         }
         dst.put_u8(b'\n');
@@ -57,17 +57,17 @@ fn put_header_part(part: &[u8], escaping: bool, dst: &mut BytesMut) {
     }
 }
 
-/// Appends `n` in decimal without allocating.
-pub(crate) fn put_decimal(mut n: usize, dst: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// `n` in decimal, written into `buf` without allocating; returns the
+/// digits. Shared with the fan-out path, which formats `ack` ids per delivery.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    dst.put_slice(&digits[i..]);
+    &buf[i..]
 }

@@ -20,6 +20,7 @@ mod frame;
 
 pub use command::Command;
 pub use decode::{DecodeError, Decoder, Item, Limits};
+pub use encode::decimal;
 pub use frame::{Frame, Header};
 
 /// The protocol versions this crate speaks, oldest first.

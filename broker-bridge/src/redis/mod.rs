@@ -124,6 +124,46 @@ impl Shared {
         }
     }
 
+    /// Queues a publish for the publisher task or, while Redis is away,
+    /// delivers it to local subscribers at once (local traffic never stops).
+    fn submit(
+        &self,
+        queue: &mpsc::Sender<Publication>,
+        publication: Publication,
+    ) -> Result<(), BrokerError> {
+        if !self.available() {
+            self.metrics.local_only.inc();
+            self.sink.deliver(publication, Route::All);
+            return Ok(());
+        }
+        queue.try_send(publication).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BrokerError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => {
+                BrokerError::Unavailable("publisher stopped".to_string())
+            }
+        })
+    }
+
+    /// A receiver that resolves once `upstream` is live, or `None` while
+    /// Redis is away (nobody waits for it then).
+    fn ready(
+        &self,
+        interest: &mpsc::UnboundedSender<Interest>,
+        upstream: Upstream,
+    ) -> Option<SubscriptionReady> {
+        if !self.available() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let _ = interest.send(Interest::Ready(upstream, tx));
+        Some(rx)
+    }
+
+    /// How long the broker has been unavailable, if it is.
+    fn unavailable_for(&self) -> Option<Duration> {
+        self.down_since.lock().map(|t| t.elapsed())
+    }
+
     fn available(&self) -> bool {
         self.publisher_up.load(Ordering::Acquire) && self.subscriber_up.load(Ordering::Acquire)
     }
@@ -178,27 +218,11 @@ impl RedisBroker {
             interest_tx,
         })
     }
-
-    /// How long the broker has been unavailable, if it is.
-    pub fn unavailable_for(&self) -> Option<Duration> {
-        self.shared.down_since.lock().map(|t| t.elapsed())
-    }
 }
 
 impl Broker for RedisBroker {
     fn publish(&self, publication: Publication) -> Result<(), BrokerError> {
-        if !self.shared.available() {
-            // Degraded: keep local traffic flowing while Redis is away.
-            self.shared.metrics.local_only.inc();
-            self.shared.sink.deliver(publication, Route::All);
-            return Ok(());
-        }
-        self.publish_tx.try_send(publication).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => BrokerError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => {
-                BrokerError::Unavailable("publisher stopped".to_string())
-            }
-        })
+        self.shared.submit(&self.publish_tx, publication)
     }
 
     fn subscribe(&self, destination: &str) {
@@ -216,13 +240,8 @@ impl Broker for RedisBroker {
     }
 
     fn subscription_ready(&self, destination: &str) -> Option<SubscriptionReady> {
-        if !self.shared.available() {
-            return None;
-        }
-        let (tx, rx) = oneshot::channel();
         let (upstream, _) = self.shared.upstream(destination);
-        let _ = self.interest_tx.send(Interest::Ready(upstream, tx));
-        Some(rx)
+        self.shared.ready(&self.interest_tx, upstream)
     }
 
     fn is_available(&self) -> bool {
@@ -230,7 +249,7 @@ impl Broker for RedisBroker {
     }
 
     fn unavailable_for(&self) -> Option<Duration> {
-        RedisBroker::unavailable_for(self)
+        self.shared.unavailable_for()
     }
 }
 

@@ -20,7 +20,7 @@ use std::{
 use bytes::Bytes;
 use futures_util::future::join_all;
 use redis::{cluster::ClusterClientBuilder, cluster_async::ClusterConnection, PushKind, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{metrics::RedisMetrics, parking_lot_free::Mutex, Interest, Shared, Upstream};
 use crate::{envelope, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady};
@@ -76,17 +76,7 @@ impl ShardedRedisBroker {
 
 impl Broker for ShardedRedisBroker {
     fn publish(&self, publication: Publication) -> Result<(), BrokerError> {
-        if !self.shared.available() {
-            self.shared.metrics.local_only.inc();
-            self.shared.sink.deliver(publication, Route::All);
-            return Ok(());
-        }
-        self.publish_tx.try_send(publication).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => BrokerError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => {
-                BrokerError::Unavailable("publisher stopped".to_string())
-            }
-        })
+        self.shared.submit(&self.publish_tx, publication)
     }
 
     fn subscribe(&self, destination: &str) {
@@ -100,13 +90,8 @@ impl Broker for ShardedRedisBroker {
     }
 
     fn subscription_ready(&self, destination: &str) -> Option<SubscriptionReady> {
-        if !self.shared.available() {
-            return None;
-        }
-        let (tx, rx) = oneshot::channel();
         let channel = Upstream::Channel(self.shared.channel(destination));
-        let _ = self.interest_tx.send(Interest::Ready(channel, tx));
-        Some(rx)
+        self.shared.ready(&self.interest_tx, channel)
     }
 
     fn supports_wildcards(&self) -> bool {
@@ -118,7 +103,7 @@ impl Broker for ShardedRedisBroker {
     }
 
     fn unavailable_for(&self) -> Option<Duration> {
-        self.shared.down_since.lock().map(|t| t.elapsed())
+        self.shared.unavailable_for()
     }
 }
 

@@ -506,18 +506,8 @@ fn unknown_ack(id: &str) -> StompError {
 
 /// Writes `ack:<id>\n` into `buf` and returns its length.
 fn format_ack_header(buf: &mut [u8; 32], id: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut n = id;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = &digits[i..];
+    let mut scratch = [0; 20];
+    let digits = stomp::decimal(id, &mut scratch);
     buf[..4].copy_from_slice(b"ack:");
     buf[4..4 + digits.len()].copy_from_slice(digits);
     buf[4 + digits.len()] = b'\n';
