@@ -1,5 +1,5 @@
 //! Every metric a dashboard panel or an alert rule uses must be one the
-//! gateway really exports: scrape a running gateway (after some traffic)
+//! gateway really exports: scrape a running cluster-mode gateway (after some traffic)
 //! and compare with every `gateway_…` name in `dashboards/`.
 
 mod support;
@@ -54,9 +54,17 @@ fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_alerts_use_only_exported_metrics() {
-    let gw = start(&[]).await;
+    // A cluster member, so the Redis series are exported too.
+    let redis = support::redis::RedisServer::start().await;
+    let gw = start(&["--redis-url", &redis.url()]).await;
+    for _ in 0..100 {
+        if gw.node.broker.is_available() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut c = Client::connected(gw.addr).await;
     c.subscribe("s", "/topic/dash", "client-individual").await;
     c.send(Command::Send, &[("destination", "/topic/dash")], b"x")
