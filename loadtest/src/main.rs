@@ -1,23 +1,173 @@
-//! Load generator for STOMP-over-WebSocket servers.
-//!
-//! A placeholder until its own issue lands: it only parses its flags, so
-//! the workspace layout is in place and scripts can already call it.
+//! `loadtest`: drives any STOMP-over-WebSocket server and reports latency
+//! percentiles, throughput and losses.
 
-use clap::Parser;
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use loadtest::{
+    client::Target,
+    limits,
+    scenario::{connect, fanout, Common},
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// STOMP-over-WebSocket load generator (not implemented yet).
+/// Load generator for STOMP 1.2 over WebSocket servers (this gateway or any
+/// other). Every run is bounded by --duration and stops by itself.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
 struct Args {
-    /// WebSocket URL of the server under test.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    /// WebSocket URL of the server (ws:// only).
+    #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// STOMP login (sent with --passcode in CONNECT).
+    #[arg(long, global = true)]
+    login: Option<String>,
+    /// STOMP passcode.
+    #[arg(long, global = true)]
+    passcode: Option<String>,
+    /// A token sent as the CONNECT passcode (JWT authentication).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// How long the load runs once connections are open, in seconds.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    duration: f64,
+    /// New connections per second while connecting.
+    #[arg(long, global = true, default_value_t = 2000.0)]
+    connect_rate: f64,
+    /// Spread connections over this many loopback source addresses
+    /// (127.0.0.1, .2, …) to get past the ephemeral-port limit; 0 = one per
+    /// 25,000 connections.
+    #[arg(long, global = true, default_value_t = 0)]
+    source_ips: usize,
+    /// Process id of the server, to report its resident memory.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Write every figure to this JSON file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open N connections at --connect-rate and hold them for --duration;
+    /// reports connect latency, failures by cause and server RSS.
+    Connect {
+        /// Connections to open.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Also SUBSCRIBE each connection to this destination.
+        #[arg(long)]
+        subscribe: Option<String>,
+    },
+    /// Subscribers over topics, publishers at a fixed total rate (open loop);
+    /// reports delivery latency, deliveries/s, loss, duplicates, order.
+    Fanout {
+        /// Subscriber connections.
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Topics (rooms) the subscribers are spread over.
+        #[arg(long, default_value_t = 10)]
+        topics: usize,
+        /// Zipf exponent for room sizes (e.g. 1.0); uniform when absent.
+        #[arg(long)]
+        zipf: Option<f64>,
+        /// Publisher connections.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// Messages per second, all publishers together.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Message body size in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Destinations are this prefix plus the topic number.
+        #[arg(long, default_value = "/topic/loadtest.")]
+        destination_prefix: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!("loadtest is not implemented yet (target: {})", args.url)
+    let mut target = Target::parse(&args.url).map_err(anyhow::Error::msg)?;
+    target.login = args.login.clone().zip(args.passcode.clone());
+    target.token = args.token.clone();
+    let connections = match &args.scenario {
+        Scenario::Connect { connections, .. } => *connections,
+        Scenario::Fanout {
+            subscribers,
+            publishers,
+            ..
+        } => subscribers + publishers,
+    };
+    let fd_limit = limits::raise_fd_limit();
+    let source_ips = if args.source_ips == 0 {
+        connections.div_ceil(25_000).max(1)
+    } else {
+        args.source_ips
+    };
+    for line in limits::advice(connections, fd_limit, source_ips) {
+        eprintln!("warning: {line}");
+    }
+    let common = Common {
+        target,
+        duration: Duration::from_secs_f64(args.duration),
+        connect_rate: args.connect_rate,
+        source_ips,
+        progress: !args.quiet,
+        server_pid: args.server_pid,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        match args.scenario {
+            Scenario::Connect {
+                connections,
+                subscribe,
+            } => {
+                connect::run(connect::ConnectConfig {
+                    common,
+                    connections,
+                    subscribe,
+                })
+                .await
+            }
+            Scenario::Fanout {
+                subscribers,
+                topics,
+                zipf,
+                publishers,
+                rate,
+                size,
+                destination_prefix,
+            } => {
+                fanout::run(fanout::FanoutConfig {
+                    common,
+                    subscribers,
+                    topics,
+                    zipf,
+                    publishers,
+                    rate,
+                    size,
+                    destination_prefix,
+                })
+                .await
+            }
+        }
+    });
+    print!("{}", report.table());
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

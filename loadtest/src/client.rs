@@ -1,0 +1,285 @@
+//! One STOMP-over-WebSocket client connection, minimal and fast: the
+//! WebSocket upgrade, masked client frames, server frame parsing, and the
+//! STOMP codec from the `stomp` crate.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use bytes::{Buf, BytesMut};
+use stomp::{Command, Decoder, Frame, Item, Limits, Version};
+use thiserror::Error;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+/// Why a connection failed; the variant names the cause in reports.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("upgrade refused: {0}")]
+    Upgrade(String),
+    #[error("STOMP CONNECT refused: {0}")]
+    Refused(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("closed by server")]
+    Closed,
+    #[error("timed out")]
+    Timeout,
+}
+
+impl ClientError {
+    /// A short stable name for counting failures by cause.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            ClientError::Connect(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                "no_ephemeral_port"
+            }
+            ClientError::Connect(e) if e.raw_os_error() == Some(libc::EMFILE) => "fd_limit",
+            ClientError::Connect(_) => "connect",
+            ClientError::Upgrade(_) => "upgrade",
+            ClientError::Refused(_) => "stomp_refused",
+            ClientError::Io(_) => "io",
+            ClientError::Protocol(_) => "protocol",
+            ClientError::Closed => "closed",
+            ClientError::Timeout => "timeout",
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub login: Option<(String, String)>,
+    pub token: Option<String>,
+}
+
+impl Target {
+    /// Parses `ws://host:port/path` (TLS is not supported: test inside the
+    /// TLS terminator or directly against the gateway).
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+            .map_err(|e| format!("{authority}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{authority}: no address"))?;
+        Ok(Target {
+            addr,
+            host: authority.to_string(),
+            path: path.to_string(),
+            login: None,
+            token: None,
+        })
+    }
+}
+
+/// An open STOMP session.
+pub struct Client {
+    stream: TcpStream,
+    read: BytesMut,
+    stomp: BytesMut,
+    decoder: Decoder,
+    out: BytesMut,
+}
+
+/// A server message: the STOMP frame, or a heart-beat.
+pub enum Received {
+    Frame(Frame),
+    HeartBeat,
+}
+
+impl Client {
+    /// Connects from `source` (a loopback address spreads the ephemeral
+    /// ports over several source IPs), upgrades and completes CONNECT.
+    pub async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Client, ClientError> {
+        let socket = if target.addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(ClientError::Connect)?;
+        if let Some(ip) = source {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(ClientError::Connect)?;
+        }
+        let stream = socket
+            .connect(target.addr)
+            .await
+            .map_err(ClientError::Connect)?;
+        stream.set_nodelay(true)?;
+        let mut client = Client {
+            stream,
+            read: BytesMut::new(),
+            stomp: BytesMut::new(),
+            decoder: Decoder::new(Limits {
+                max_frame_bytes: 16 << 20,
+                max_headers: 1024,
+                max_header_line: 1 << 16,
+            }),
+            out: BytesMut::new(),
+        };
+        client.upgrade(target).await?;
+        let mut connect = Frame::new(Command::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("host", target.host.as_str())
+            .with_header("heart-beat", "0,0");
+        if let Some((login, passcode)) = &target.login {
+            connect = connect
+                .with_header("login", login.as_str())
+                .with_header("passcode", passcode.as_str());
+        }
+        if let Some(token) = &target.token {
+            connect = connect.with_header("passcode", token.as_str());
+        }
+        client.send(&connect).await?;
+        loop {
+            match client.receive().await? {
+                Received::Frame(f) if f.command == Command::Connected => return Ok(client),
+                Received::Frame(f) => {
+                    let message = f.header("message").unwrap_or("no message").to_string();
+                    return Err(ClientError::Refused(message));
+                }
+                Received::HeartBeat => {}
+            }
+        }
+    }
+
+    async fn upgrade(&mut self, target: &Target) -> Result<(), ClientError> {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: v12.stomp\r\n\r\n",
+            target.path, target.host
+        );
+        self.stream.write_all(request.as_bytes()).await?;
+        loop {
+            if let Some(end) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.read[..end]).into_owned();
+                self.read.advance(end + 4);
+                if !head.starts_with("HTTP/1.1 101") {
+                    let status = head.lines().next().unwrap_or_default().to_string();
+                    return Err(ClientError::Upgrade(status));
+                }
+                return Ok(());
+            }
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+
+    /// Sends one STOMP frame in one masked WebSocket text message.
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        let mut payload = BytesMut::new();
+        frame.encode(Version::V1_2, &mut payload);
+        self.out.clear();
+        put_masked(&mut self.out, &payload);
+        self.stream.write_all(&self.out).await?;
+        Ok(())
+    }
+
+    /// The next STOMP frame (or heart-beat) from the server.
+    pub async fn receive(&mut self) -> Result<Received, ClientError> {
+        loop {
+            match self.decoder.decode(&mut self.stomp) {
+                Ok(Some(Item::Frame(f))) => return Ok(Received::Frame(f)),
+                Ok(Some(Item::HeartBeat)) => return Ok(Received::HeartBeat),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            }
+            self.read_ws_message().await?;
+        }
+    }
+
+    /// Like [`Client::receive`], giving up after `wait`.
+    pub async fn receive_within(&mut self, wait: Duration) -> Result<Received, ClientError> {
+        tokio::time::timeout(wait, self.receive())
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// Moves the next WebSocket message's payload into the STOMP buffer.
+    async fn read_ws_message(&mut self) -> Result<(), ClientError> {
+        loop {
+            if let Some((opcode, head, len)) = parse_header(&self.read) {
+                if self.read.len() >= head + len {
+                    self.read.advance(head);
+                    let payload = self.read.split_to(len);
+                    match opcode {
+                        0..=2 => self.stomp.extend_from_slice(&payload),
+                        8 => return Err(ClientError::Closed),
+                        9 => {
+                            self.out.clear();
+                            put_masked_with_opcode(&mut self.out, 0xA, &payload);
+                            self.stream.write_all(&self.out).await?;
+                        }
+                        _ => {}
+                    }
+                    return Ok(());
+                }
+            }
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+}
+
+/// (opcode, header length, payload length) of a complete server frame header.
+fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => {
+            Some((opcode, 4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))))
+        }
+        127 if buf.len() >= 10 => {
+            let len = u64::from_be_bytes(buf[2..10].try_into().ok()?);
+            Some((opcode, 10, usize::try_from(len).ok()?))
+        }
+        126 | 127 => None,
+        n => Some((opcode, 2, usize::from(n))),
+    }
+}
+
+fn put_masked(out: &mut BytesMut, payload: &[u8]) {
+    put_masked_with_opcode(out, 0x1, payload);
+}
+
+/// A masked client frame. The mask key is fixed: masking defends against
+/// cache poisoning by browsers' scripts, which a load tool is not.
+fn put_masked_with_opcode(out: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    out.extend_from_slice(&[0x80 | opcode]);
+    match payload.len() {
+        n if n < 126 => out.extend_from_slice(&[0x80 | n as u8]),
+        n if n <= usize::from(u16::MAX) => {
+            out.extend_from_slice(&[0x80 | 126]);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.extend_from_slice(&[0x80 | 127]);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+}

@@ -1,0 +1,11 @@
+//! A load generator for any STOMP-over-WebSocket server.
+//!
+//! Scenarios (`scenario/`) drive many connections made by [`client`],
+//! record what they see in [`stats`], and produce a [`report::Report`].
+//! The binary (`main.rs`) is the command line around them.
+
+pub mod client;
+pub mod limits;
+pub mod report;
+pub mod scenario;
+pub mod stats;

@@ -1,0 +1,118 @@
+//! The run's figures: printed as a table for people, written as JSON for
+//! tools (`--json FILE`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::stats::{Deliveries, Percentiles};
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Connections {
+    pub attempted: u64,
+    pub opened: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub connect_latency: Percentiles,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub url: String,
+    pub duration_s: f64,
+    pub connections: Connections,
+    /// Messages published (fan-out scenario).
+    pub published: u64,
+    pub publish_rate_target: f64,
+    pub deliveries: Option<Deliveries>,
+    pub deliveries_per_s: f64,
+    pub delivery_latency: Option<Percentiles>,
+    pub server_rss_kib_before: Option<u64>,
+    pub server_rss_kib_after: Option<u64>,
+    pub server_rss_bytes_per_connection: Option<f64>,
+}
+
+impl Report {
+    /// A plain table of the figures that matter.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("scenario".into(), self.scenario.clone()),
+            ("url".into(), self.url.clone()),
+            ("duration".into(), format!("{:.1} s", self.duration_s)),
+            (
+                "connections".into(),
+                format!(
+                    "{} opened / {} attempted",
+                    self.connections.opened, self.connections.attempted
+                ),
+            ),
+        ];
+        for (cause, n) in &self.connections.failed {
+            rows.push((format!("  failed: {cause}"), n.to_string()));
+        }
+        let c = &self.connections.connect_latency;
+        rows.push((
+            "connect latency".into(),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                c.p50_ms, c.p99_ms, c.max_ms
+            ),
+        ));
+        if let Some(d) = &self.deliveries {
+            rows.push((
+                "published".into(),
+                format!(
+                    "{} (target {:.0}/s)",
+                    self.published, self.publish_rate_target
+                ),
+            ));
+            rows.push((
+                "deliveries".into(),
+                format!("{} of {} expected", d.received, d.expected),
+            ));
+            rows.push((
+                "deliveries/s".into(),
+                format!("{:.0}", self.deliveries_per_s),
+            ));
+            rows.push((
+                "lost / duplicated / out of order".into(),
+                format!("{} / {} / {}", d.lost, d.duplicates, d.out_of_order),
+            ));
+        }
+        if let Some(l) = &self.delivery_latency {
+            rows.push((
+                "delivery latency".into(),
+                format!(
+                    "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                    l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+                ),
+            ));
+        }
+        if let (Some(before), Some(after)) = (self.server_rss_kib_before, self.server_rss_kib_after)
+        {
+            rows.push((
+                "server RSS".into(),
+                format!("{before} KiB before, {after} KiB with connections"),
+            ));
+        }
+        if let Some(per) = self.server_rss_bytes_per_connection {
+            rows.push((
+                "server RSS per connection".into(),
+                format!("{per:.0} bytes"),
+            ));
+        }
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+            .collect()
+    }
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

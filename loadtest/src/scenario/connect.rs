@@ -1,0 +1,139 @@
+//! `connect`: open N connections at a given rate, hold them, report
+//! connect latency, failures by cause and the server's memory.
+
+use std::{
+    collections::BTreeMap,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::time::{sleep_until, Instant};
+
+use super::{Common, Live};
+use crate::{
+    client::{Client, Received},
+    report::{rss_kib, Connections, Report},
+    stats::{latency_histogram, Percentiles},
+};
+
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    pub common: Common,
+    pub connections: usize,
+    /// Subscribe each connection to this destination (idle but subscribed).
+    pub subscribe: Option<String>,
+}
+
+pub async fn run(config: ConnectConfig) -> Report {
+    let common = &config.common;
+    let live = Live::new();
+    let progress = common.progress.then(|| live.spawn_progress());
+    let rss_before = common.server_pid.and_then(rss_kib);
+    let latency = Arc::new(Mutex::new(latency_histogram()));
+    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let started = Instant::now();
+    let spread = Duration::from_secs_f64(config.connections as f64 / common.connect_rate.max(1.0));
+    let hold_until = started + spread + common.duration;
+
+    let mut tasks = Vec::with_capacity(config.connections);
+    for i in 0..config.connections {
+        let at = started + Duration::from_secs_f64(i as f64 / common.connect_rate.max(1.0));
+        if at > Instant::now() {
+            sleep_until(at).await;
+        }
+        let (target, source) = (common.target.clone(), common.source(i));
+        let (latency, failures, live) = (latency.clone(), failures.clone(), live.clone());
+        let subscribe = config.subscribe.clone();
+        tasks.push(tokio::spawn(async move {
+            let begun = Instant::now();
+            let mut client = match Client::connect(&target, source).await {
+                Ok(client) => client,
+                Err(e) => {
+                    *failures
+                        .lock()
+                        .unwrap()
+                        .entry(e.cause().to_string())
+                        .or_default() += 1;
+                    return false;
+                }
+            };
+            let took = begun.elapsed().as_micros() as u64;
+            let _ = latency.lock().unwrap().record(took.max(1));
+            if let Some(destination) = subscribe {
+                let frame = stomp::Frame::new(stomp::Command::Subscribe)
+                    .with_header("id", "0")
+                    .with_header("destination", destination);
+                if client.send(&frame).await.is_err() {
+                    *failures
+                        .lock()
+                        .unwrap()
+                        .entry("subscribe".into())
+                        .or_default() += 1;
+                    return false;
+                }
+            }
+            live.connections.fetch_add(1, Ordering::Relaxed);
+            // Hold the connection, answering pings, until the end.
+            loop {
+                let left = hold_until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return true;
+                }
+                match client.receive_within(left).await {
+                    Ok(Received::Frame(f)) if f.command == stomp::Command::Error => {
+                        *failures
+                            .lock()
+                            .unwrap()
+                            .entry("error_frame".into())
+                            .or_default() += 1;
+                        live.connections.fetch_sub(1, Ordering::Relaxed);
+                        return false;
+                    }
+                    Ok(_) => {}
+                    Err(crate::client::ClientError::Timeout) => return true,
+                    Err(e) => {
+                        *failures
+                            .lock()
+                            .unwrap()
+                            .entry(format!("dropped_{}", e.cause()))
+                            .or_default() += 1;
+                        live.connections.fetch_sub(1, Ordering::Relaxed);
+                        return false;
+                    }
+                }
+            }
+        }));
+    }
+    // Read the server's memory while everything is held.
+    sleep_until(hold_until - Duration::from_millis(500).min(common.duration / 2)).await;
+    let rss_after = common.server_pid.and_then(rss_kib);
+    let held = live.connections.load(Ordering::Relaxed);
+    let mut opened = 0;
+    for task in tasks {
+        opened += u64::from(task.await.unwrap_or(false));
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let per_connection = match (rss_before, rss_after) {
+        (Some(b), Some(a)) if held > 0 => Some((a.saturating_sub(b) * 1024) as f64 / held as f64),
+        _ => None,
+    };
+    let connect_latency = Percentiles::of(&latency.lock().unwrap());
+    let failed = failures.lock().unwrap().clone();
+    Report {
+        scenario: "connect".into(),
+        url: format!("ws://{}{}", common.target.host, common.target.path),
+        duration_s: started.elapsed().as_secs_f64(),
+        connections: Connections {
+            attempted: config.connections as u64,
+            opened,
+            failed,
+            connect_latency,
+        },
+        server_rss_kib_before: rss_before,
+        server_rss_kib_after: rss_after,
+        server_rss_bytes_per_connection: per_connection,
+        ..Report::default()
+    }
+}

@@ -1,0 +1,292 @@
+//! `fanout`: S subscribers over T topics, P publishers at a fixed total
+//! rate (open loop), messages of M bytes; reports delivery latency,
+//! deliveries per second and per-subscriber loss, duplicates and order.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use stomp::{Command, Frame};
+use tokio::{
+    sync::watch,
+    time::{sleep_until, Instant},
+};
+
+use super::{Common, Live};
+use crate::{
+    client::{Client, Received},
+    report::{rss_kib, Connections, Report},
+    stats::{self, latency_histogram, tally, Observed, Percentiles},
+};
+
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    pub common: Common,
+    pub subscribers: usize,
+    pub topics: usize,
+    /// Zipf exponent for room sizes; `None` = uniform.
+    pub zipf: Option<f64>,
+    pub publishers: usize,
+    /// Messages per second, all publishers together.
+    pub rate: f64,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Destinations are `<prefix><topic number>`.
+    pub destination_prefix: String,
+}
+
+/// The topic of each subscriber: round robin, or in proportion to Zipf
+/// weights (topic k gets weight 1/(k+1)^s), deterministically.
+pub fn assign_topics(subscribers: usize, topics: usize, zipf: Option<f64>) -> Vec<u32> {
+    let topics = topics.max(1);
+    let Some(s) = zipf else {
+        return (0..subscribers).map(|i| (i % topics) as u32).collect();
+    };
+    let weights: Vec<f64> = (0..topics)
+        .map(|k| 1.0 / ((k + 1) as f64).powf(s))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut assigned = Vec::with_capacity(subscribers);
+    let mut acc = 0.0;
+    for (k, w) in weights.iter().enumerate() {
+        acc += w / total;
+        let until =
+            ((acc * subscribers as f64).round() as usize).max(assigned.len().min(subscribers));
+        while assigned.len() < until {
+            assigned.push(k as u32);
+        }
+    }
+    assigned.resize(subscribers, 0);
+    assigned
+}
+
+pub async fn run(config: FanoutConfig) -> Report {
+    let common = &config.common;
+    let live = Live::new();
+    let progress = common.progress.then(|| live.spawn_progress());
+    let rss_before = common.server_pid.and_then(rss_kib);
+    let topics = assign_topics(config.subscribers, config.topics, config.zipf);
+    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let connect_latency = Arc::new(Mutex::new(latency_histogram()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let started = Instant::now();
+
+    // Subscribers first; each reports once its SUBSCRIBE is confirmed.
+    let mut subscribers = Vec::new();
+    let mut ready = Vec::new();
+    for (i, &topic) in topics.iter().enumerate() {
+        let at = started + Duration::from_secs_f64(i as f64 / common.connect_rate.max(1.0));
+        if at > Instant::now() {
+            sleep_until(at).await;
+        }
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
+        ready.push(ready_rx);
+        let destination = format!("{}{topic}", config.destination_prefix);
+        let (target, source) = (common.target.clone(), common.source(i));
+        let (live, failures, latency) = (live.clone(), failures.clone(), connect_latency.clone());
+        let mut stop = stop_rx.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut observed = Observed::default();
+            let begun = Instant::now();
+            let mut client = match Client::connect(&target, source).await {
+                Ok(c) => c,
+                Err(e) => {
+                    *failures.lock().unwrap().entry(e.cause().into()).or_default() += 1;
+                    let _ = ready_tx.send(false);
+                    return observed;
+                }
+            };
+            let _ = latency.lock().unwrap().record((begun.elapsed().as_micros() as u64).max(1));
+            let subscribe = Frame::new(Command::Subscribe)
+                .with_header("id", "0")
+                .with_header("destination", destination)
+                .with_header("receipt", "subscribed");
+            let confirmed = client.send(&subscribe).await.is_ok()
+                && matches!(client.receive_within(Duration::from_secs(10)).await,
+                    Ok(Received::Frame(f)) if f.command == Command::Receipt);
+            let _ = ready_tx.send(confirmed);
+            if !confirmed {
+                *failures.lock().unwrap().entry("subscribe".into()).or_default() += 1;
+                return observed;
+            }
+            live.connections.fetch_add(1, Ordering::Relaxed);
+            let mut interval = latency_histogram();
+            let mut flushed = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    received = client.receive() => match received {
+                        Ok(Received::Frame(f)) if f.command == Command::Message => {
+                            let now = live.now_us();
+                            let field = |name| f.header(name).and_then(|v| v.parse::<u64>().ok());
+                            if let (Some(p), Some(seq), Some(ts)) =
+                                (field(stats::PUBLISHER), field(stats::SEQUENCE), field(stats::SCHEDULED_US))
+                            {
+                                observed.record(p as u32, topic, seq, ts, now);
+                                let _ = interval.record(now.saturating_sub(ts).max(1));
+                                live.received.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(Received::Frame(f)) if f.command == Command::Error => {
+                            let cause = format!("error_frame: {}", f.header("message").unwrap_or(""));
+                            *failures.lock().unwrap().entry(cause).or_default() += 1;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            *failures.lock().unwrap().entry(format!("dropped_{}", e.cause())).or_default() += 1;
+                            break;
+                        }
+                    }
+                }
+                if flushed.elapsed() >= Duration::from_millis(500) {
+                    let _ = live.recent.lock().unwrap().add(&interval);
+                    interval.reset();
+                    flushed = Instant::now();
+                }
+            }
+            observed
+        }));
+    }
+    let mut subscribed = 0;
+    for r in ready {
+        subscribed += u64::from(r.await.unwrap_or(false));
+    }
+
+    // Publishers, open loop: message k of publisher p is due at start + k/rate_p.
+    let per_publisher = config.rate / config.publishers.max(1) as f64;
+    let publish_start = Instant::now();
+    let publish_end = publish_start + common.duration;
+    let body = "x".repeat(config.size);
+    let mut publishers = Vec::new();
+    for p in 0..config.publishers {
+        let (target, source) = (common.target.clone(), common.source(config.subscribers + p));
+        let (live, failures, body) = (live.clone(), failures.clone(), body.clone());
+        let (prefix, topics) = (config.destination_prefix.clone(), config.topics.max(1));
+        publishers.push(tokio::spawn(async move {
+            let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+            let mut client = match Client::connect(&target, source).await {
+                Ok(c) => c,
+                Err(e) => {
+                    *failures
+                        .lock()
+                        .unwrap()
+                        .entry(format!("publisher_{}", e.cause()))
+                        .or_default() += 1;
+                    return sent;
+                }
+            };
+            let spacing = Duration::from_secs_f64(1.0 / per_publisher.max(0.001));
+            for k in 0u64.. {
+                let due = publish_start + spacing.mul_f64(k as f64);
+                if due >= publish_end {
+                    break;
+                }
+                if due > Instant::now() {
+                    sleep_until(due).await;
+                }
+                let topic = ((p as u64 + k) % topics as u64) as u32;
+                let seq = sent.entry((p as u32, topic)).or_default();
+                let scheduled = due.into_std().duration_since(live.epoch).as_micros() as u64;
+                let frame = Frame::new(Command::Send)
+                    .with_header("destination", format!("{prefix}{topic}"))
+                    .with_header(stats::PUBLISHER, p.to_string())
+                    .with_header(stats::SEQUENCE, seq.to_string())
+                    .with_header(stats::SCHEDULED_US, scheduled.to_string())
+                    .with_body(body.clone());
+                if let Err(e) = client.send(&frame).await {
+                    *failures
+                        .lock()
+                        .unwrap()
+                        .entry(format!("publisher_{}", e.cause()))
+                        .or_default() += 1;
+                    break;
+                }
+                *seq += 1;
+                live.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            sent
+        }));
+    }
+    let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+    for p in publishers {
+        for (stream, n) in p.await.unwrap_or_default() {
+            *sent.entry(stream).or_default() += n;
+        }
+    }
+    let publish_took = publish_start.elapsed();
+    let published: u64 = sent.values().sum();
+
+    // Let deliveries settle: stop when nothing arrived for a second (at most 10 s).
+    let settle_deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = live.received.load(Ordering::Relaxed);
+    while Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = live.received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let rss_after = common.server_pid.and_then(rss_kib);
+    let _ = stop_tx.send(true);
+    let mut observed = Vec::new();
+    for s in subscribers {
+        observed.push(s.await.unwrap_or_default());
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let deliveries = tally(&observed, &topics, &sent);
+    let mut latency = latency_histogram();
+    for o in &observed {
+        let _ = latency.add(&o.latency);
+    }
+    let connect_latency = Percentiles::of(&connect_latency.lock().unwrap());
+    let failed = failures.lock().unwrap().clone();
+    let publishers_failed = failed
+        .iter()
+        .filter(|(k, _)| k.starts_with("publisher_"))
+        .map(|(_, v)| *v)
+        .sum::<u64>()
+        .min(config.publishers as u64);
+    Report {
+        scenario: "fanout".into(),
+        url: format!("ws://{}{}", common.target.host, common.target.path),
+        duration_s: started.elapsed().as_secs_f64(),
+        connections: Connections {
+            attempted: (config.subscribers + config.publishers) as u64,
+            opened: subscribed + config.publishers as u64 - publishers_failed,
+            failed,
+            connect_latency,
+        },
+        published,
+        publish_rate_target: config.rate,
+        deliveries_per_s: deliveries.received as f64 / publish_took.as_secs_f64().max(0.001),
+        deliveries: Some(deliveries),
+        delivery_latency: Some(Percentiles::of(&latency)),
+        server_rss_kib_before: rss_before,
+        server_rss_kib_after: rss_after,
+        server_rss_bytes_per_connection: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assign_topics;
+
+    #[test]
+    fn uniform_and_zipf_assignment() {
+        assert_eq!(assign_topics(5, 2, None), [0, 1, 0, 1, 0]);
+        let z = assign_topics(100, 10, Some(1.0));
+        assert_eq!(z.len(), 100);
+        let first = z.iter().filter(|&&t| t == 0).count();
+        let last = z.iter().filter(|&&t| t == 9).count();
+        assert!(
+            first > 4 * last,
+            "topic 0 much larger than topic 9: {first} vs {last}"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Load scenarios.
+
+pub mod connect;
+pub mod fanout;
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+
+use crate::{client::Target, stats::latency_histogram};
+
+/// Settings common to every scenario.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub target: Target,
+    /// How long the load runs (after connecting).
+    pub duration: Duration,
+    /// New connections per second while connecting.
+    pub connect_rate: f64,
+    /// Loopback source addresses to spread connections over (127.0.0.1..).
+    pub source_ips: usize,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// The server's pid, to report its RSS.
+    pub server_pid: Option<u32>,
+}
+
+impl Common {
+    /// The source address of connection `i`.
+    pub fn source(&self, i: usize) -> Option<IpAddr> {
+        if self.source_ips <= 1 || !self.target.addr.ip().is_loopback() {
+            return None;
+        }
+        let n = (i % self.source_ips) as u32 + 1;
+        Some(IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + n)))
+    }
+}
+
+/// Live counters shared by a run's tasks and its progress line.
+pub struct Live {
+    pub epoch: Instant,
+    pub connections: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    /// Latency of the current second, merged in by subscribers.
+    pub recent: Mutex<Histogram<u64>>,
+}
+
+impl Live {
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live {
+            epoch: Instant::now(),
+            connections: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            recent: Mutex::new(latency_histogram()),
+        })
+    }
+
+    /// Microseconds since the run started (the clock of scheduled times).
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Prints a line a second until dropped.
+    pub fn spawn_progress(self: &Arc<Live>) -> tokio::task::JoinHandle<()> {
+        let live = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let (mut sent, mut received) = (0, 0);
+            loop {
+                tick.tick().await;
+                let s = live.sent.load(Ordering::Relaxed);
+                let r = live.received.load(Ordering::Relaxed);
+                let p99 = {
+                    let mut h = live.recent.lock().unwrap_or_else(|e| e.into_inner());
+                    let p = h.value_at_quantile(0.99) as f64 / 1000.0;
+                    h.reset();
+                    p
+                };
+                eprintln!(
+                    "[{:>5.0}s] connections {:>7} | sent {:>8}/s | delivered {:>9}/s | p99 {:>8.2} ms",
+                    live.epoch.elapsed().as_secs_f64(),
+                    live.connections.load(Ordering::Relaxed),
+                    s - sent,
+                    r - received,
+                    p99
+                );
+                (sent, received) = (s, r);
+            }
+        })
+    }
+}

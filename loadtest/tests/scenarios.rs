@@ -1,0 +1,269 @@
+//! The load generator end to end: against the real gateway (in-process) it
+//! sees no loss and sane figures; against a stub server that drops, repeats
+//! and reorders on purpose it reports exactly those faults.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::{Buf, BytesMut};
+use loadtest::{
+    client::Target,
+    scenario::{connect, fanout, Common},
+};
+use stomp::{Command, Decoder, Frame, Item, Version};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+
+fn common(url: &str, seconds: f64) -> Common {
+    Common {
+        target: Target::parse(url).unwrap(),
+        duration: Duration::from_secs_f64(seconds),
+        connect_rate: 5000.0,
+        source_ips: 1,
+        progress: false,
+        server_pid: None,
+    }
+}
+
+async fn gateway() -> String {
+    let config = gateway::Config::load_from(["gateway", "--listen", "127.0.0.1:0"]).unwrap();
+    let gw = gateway::Gateway::bind(config).await.unwrap();
+    let url = format!("ws://{}/ws", gw.local_addr());
+    gw.spawn();
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_against_the_gateway_loses_nothing() {
+    let url = gateway().await;
+    let report = fanout::run(fanout::FanoutConfig {
+        common: common(&url, 2.0),
+        subscribers: 40,
+        topics: 4,
+        zipf: None,
+        publishers: 2,
+        rate: 400.0,
+        size: 64,
+        destination_prefix: "/topic/lt.".into(),
+    })
+    .await;
+    let d = report.deliveries.clone().unwrap();
+    assert!(
+        report.published >= 700 && report.published <= 800,
+        "open loop at 400/s for 2 s: {}",
+        report.published
+    );
+    // Each message reaches the 10 subscribers of its topic.
+    assert_eq!(d.expected, report.published * 10);
+    assert_eq!(
+        (d.received, d.lost, d.duplicates, d.out_of_order),
+        (d.expected, 0, 0, 0),
+        "{d:?}"
+    );
+    let l = report.delivery_latency.unwrap();
+    assert_eq!(l.count, d.received);
+    assert!(
+        l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms && l.max_ms < 2000.0,
+        "{l:?}"
+    );
+    assert!(
+        report.deliveries_per_s > 3000.0,
+        "{}",
+        report.deliveries_per_s
+    );
+    assert_eq!(report.connections.opened, 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_holds_connections_and_counts_failures_by_cause() {
+    let url = gateway().await;
+    let report = connect::run(connect::ConnectConfig {
+        common: common(&url, 0.5),
+        connections: 200,
+        subscribe: Some("/topic/idle".into()),
+    })
+    .await;
+    assert_eq!(
+        report.connections.opened, 200,
+        "{:?}",
+        report.connections.failed
+    );
+    assert_eq!(report.connections.connect_latency.count, 200);
+
+    // Nothing listens here: every attempt fails with the cause `connect`.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let report = connect::run(connect::ConnectConfig {
+        common: common(&format!("ws://{closed}/ws"), 0.1),
+        connections: 5,
+        subscribe: None,
+    })
+    .await;
+    assert_eq!(report.connections.opened, 0);
+    assert_eq!(report.connections.failed.get("connect"), Some(&5));
+}
+
+/// A STOMP server stub with one broadcast: of the n-th SEND (counting from
+/// 0), n % 10 == 3 is dropped, n % 10 == 5 delivered twice, and n % 10 == 7
+/// held back and delivered after the next one.
+async fn faulty_stub() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>> = Arc::default();
+    let counter = Arc::new(Mutex::new((0u64, None::<Frame>)));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(stub_connection(
+                stream,
+                subscribers.clone(),
+                counter.clone(),
+            ));
+        }
+    });
+    url
+}
+
+async fn stub_connection(
+    mut stream: TcpStream,
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>>,
+    counter: Arc<Mutex<(u64, Option<Frame>)>>,
+) {
+    let mut buf = BytesMut::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    buf.advance(end);
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: stub\r\n\r\n")
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let frame_out = |f: &Frame| {
+        let payload = f.to_bytes(Version::V1_2);
+        let mut out = vec![0x81];
+        if payload.len() < 126 {
+            out.push(payload.len() as u8);
+        } else {
+            out.push(126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&payload);
+        out
+    };
+    let mut stomp = BytesMut::new();
+    let mut decoder = Decoder::default();
+    loop {
+        // Unmask complete client frames into the STOMP buffer.
+        while buf.len() >= 2 {
+            let (len, head) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                126 => break,
+                n => (n as usize, 2),
+            };
+            if buf.len() < head + 4 + len {
+                break;
+            }
+            let mask = [buf[head], buf[head + 1], buf[head + 2], buf[head + 3]];
+            buf.advance(head + 4);
+            let payload: Vec<u8> = buf
+                .split_to(len)
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            stomp.extend_from_slice(&payload);
+        }
+        while let Ok(Some(item)) = decoder.decode(&mut stomp) {
+            let Item::Frame(f) = item else { continue };
+            match f.command {
+                Command::Connect | Command::Stomp => {
+                    let _ = tx.send(frame_out(
+                        &Frame::new(Command::Connected).with_header("version", "1.2"),
+                    ));
+                }
+                Command::Subscribe => {
+                    subscribers.lock().unwrap().push(tx.clone());
+                    let receipt = f.header("receipt").unwrap_or("").to_string();
+                    let _ = tx.send(frame_out(
+                        &Frame::new(Command::Receipt).with_header("receipt-id", receipt),
+                    ));
+                }
+                Command::Send => {
+                    let mut message = Frame::new(Command::Message).with_body(f.body.clone());
+                    message.headers = f.headers.clone();
+                    message = message.with_header("subscription", "0");
+                    let mut state = counter.lock().unwrap();
+                    let n = state.0;
+                    state.0 += 1;
+                    let mut deliver = Vec::new();
+                    match n % 10 {
+                        3 => {}
+                        5 => deliver.extend([message.clone(), message]),
+                        7 => state.1 = Some(message),
+                        _ => {
+                            deliver.push(message);
+                            deliver.extend(state.1.take());
+                        }
+                    }
+                    for m in &deliver {
+                        let bytes = frame_out(m);
+                        for s in subscribers.lock().unwrap().iter() {
+                            let _ = s.send(bytes.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if reader.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_repeats_and_reordering_are_detected() {
+    let url = faulty_stub().await;
+    let report = fanout::run(fanout::FanoutConfig {
+        common: common(&url, 1.0),
+        subscribers: 3,
+        topics: 1,
+        zipf: None,
+        publishers: 1,
+        rate: 200.0,
+        size: 16,
+        destination_prefix: "/topic/stub.".into(),
+    })
+    .await;
+    let d = report.deliveries.unwrap();
+    let sent = report.published;
+    assert!(sent >= 150, "{sent}");
+    let count = |r: u64| (0..sent).filter(|n| n % 10 == r).count() as u64;
+    // A message held back at the very end never arrives: it is lost too.
+    let held_at_end = u64::from((sent - 1) % 10 == 7);
+    let reordered = count(7) - held_at_end;
+    assert_eq!(d.lost, 3 * (count(3) + held_at_end), "{d:?}");
+    assert_eq!(d.duplicates, 3 * count(5), "{d:?}");
+    assert_eq!(d.out_of_order, 3 * reordered, "{d:?}");
+    assert_eq!(d.expected, 3 * sent);
+    assert_eq!(d.received + d.lost, d.expected);
+}
