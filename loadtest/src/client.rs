@@ -61,6 +61,9 @@ pub struct Target {
     pub path: String,
     pub login: Option<(String, String)>,
     pub token: Option<String>,
+    /// The CONNECT `host` header (RabbitMQ reads it as the virtual host);
+    /// the URL's authority when `None`.
+    pub stomp_host: Option<String>,
 }
 
 impl Target {
@@ -84,6 +87,7 @@ impl Target {
             path: path.to_string(),
             login: None,
             token: None,
+            stomp_host: None,
         })
     }
 }
@@ -137,7 +141,7 @@ impl Client {
         client.upgrade(target).await?;
         let mut connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.2")
-            .with_header("host", target.host.as_str())
+            .with_header("host", target.stomp_host.as_deref().unwrap_or(&target.host))
             .with_header("heart-beat", "0,0");
         if let Some((login, passcode)) = &target.login {
             connect = connect
@@ -212,6 +216,18 @@ impl Client {
         tokio::time::timeout(wait, self.receive())
             .await
             .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// The next STOMP frame within `wait`, skipping heart-beats (servers
+    /// such as RabbitMQ follow each frame with an EOL).
+    pub async fn frame_within(&mut self, wait: Duration) -> Result<Frame, ClientError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Received::Frame(f) = self.receive_within(left).await? {
+                return Ok(f);
+            }
+        }
     }
 
     /// Moves the next WebSocket message's payload into the STOMP buffer.

@@ -28,6 +28,10 @@ struct Args {
     /// STOMP passcode.
     #[arg(long, global = true)]
     passcode: Option<String>,
+    /// The CONNECT `host` header (RabbitMQ: the virtual host, e.g. `/`);
+    /// default: the URL's host:port.
+    #[arg(long, global = true)]
+    stomp_host: Option<String>,
     /// A token sent as the CONNECT passcode (JWT authentication).
     #[arg(long, global = true)]
     token: Option<String>,
@@ -99,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     let mut target = Target::parse(&args.url).map_err(anyhow::Error::msg)?;
     target.login = args.login.clone().zip(args.passcode.clone());
     target.token = args.token.clone();
+    target.stomp_host = args.stomp_host.clone();
     let connections = match &args.scenario {
         Scenario::Connect { connections, .. } => *connections,
         Scenario::Fanout {

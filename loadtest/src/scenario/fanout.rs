@@ -104,8 +104,8 @@ pub async fn run(config: FanoutConfig) -> Report {
                 .with_header("destination", destination)
                 .with_header("receipt", "subscribed");
             let confirmed = client.send(&subscribe).await.is_ok()
-                && matches!(client.receive_within(Duration::from_secs(10)).await,
-                    Ok(Received::Frame(f)) if f.command == Command::Receipt);
+                && matches!(client.frame_within(Duration::from_secs(10)).await,
+                    Ok(f) if f.command == Command::Receipt);
             let _ = ready_tx.send(confirmed);
             if !confirmed {
                 *failures.lock().unwrap().entry("subscribe".into()).or_default() += 1;
