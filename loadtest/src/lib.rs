@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod limits;
+pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod stats;

@@ -52,6 +52,9 @@ struct Args {
     /// Write every figure to this JSON file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Write an SVG plot of the latency distribution and throughput over time.
+    #[arg(long, global = true)]
+    plot: Option<PathBuf>,
     /// No live progress line.
     #[arg(long, global = true)]
     quiet: bool,
@@ -170,6 +173,10 @@ fn main() -> anyhow::Result<()> {
         }
     });
     print!("{}", report.table());
+    if let Some(path) = args.plot {
+        std::fs::write(&path, loadtest::plot::svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;

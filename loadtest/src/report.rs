@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use hdrhistogram::Histogram;
+
 use crate::stats::{Deliveries, Percentiles};
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -30,6 +32,10 @@ pub struct Report {
     pub server_rss_kib_before: Option<u64>,
     pub server_rss_kib_after: Option<u64>,
     pub server_rss_bytes_per_connection: Option<f64>,
+    /// Once a second: connections, sends, deliveries, p99 of that second.
+    pub timeline: Vec<crate::scenario::Sample>,
+    /// Delivery latency by percentile, (percentile, ms), for plots.
+    pub latency_curve: Vec<(f64, f64)>,
 }
 
 impl Report {
@@ -115,4 +121,20 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Latency at percentiles from 0 to 99.999 %, spaced for a log-scaled
+/// "nines" axis.
+pub fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut points = Vec::new();
+    let mut nines = 0.0f64;
+    while nines <= 5.0 {
+        let q = 1.0 - 10f64.powf(-nines);
+        points.push((q * 100.0, h.value_at_quantile(q) as f64 / 1000.0));
+        nines += 0.125;
+    }
+    points
 }

@@ -27,7 +27,7 @@ pub struct ConnectConfig {
 pub async fn run(config: ConnectConfig) -> Report {
     let common = &config.common;
     let live = Live::new();
-    let progress = common.progress.then(|| live.spawn_progress());
+    let sampler = live.spawn_sampler(common.progress);
     let rss_before = common.server_pid.and_then(rss_kib);
     let latency = Arc::new(Mutex::new(latency_histogram()));
     let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -112,9 +112,7 @@ pub async fn run(config: ConnectConfig) -> Report {
     for task in tasks {
         opened += u64::from(task.await.unwrap_or(false));
     }
-    if let Some(p) = progress {
-        p.abort();
-    }
+    sampler.abort();
     let per_connection = match (rss_before, rss_after) {
         (Some(b), Some(a)) if held > 0 => Some((a.saturating_sub(b) * 1024) as f64 / held as f64),
         _ => None,
@@ -131,6 +129,7 @@ pub async fn run(config: ConnectConfig) -> Report {
             failed,
             connect_latency,
         },
+        timeline: live.timeline(),
         server_rss_kib_before: rss_before,
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: per_connection,

@@ -65,7 +65,7 @@ pub fn assign_topics(subscribers: usize, topics: usize, zipf: Option<f64>) -> Ve
 pub async fn run(config: FanoutConfig) -> Report {
     let common = &config.common;
     let live = Live::new();
-    let progress = common.progress.then(|| live.spawn_progress());
+    let sampler = live.spawn_sampler(common.progress);
     let rss_before = common.server_pid.and_then(rss_kib);
     let topics = assign_topics(config.subscribers, config.topics, config.zipf);
     let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -236,9 +236,7 @@ pub async fn run(config: FanoutConfig) -> Report {
     for s in subscribers {
         observed.push(s.await.unwrap_or_default());
     }
-    if let Some(p) = progress {
-        p.abort();
-    }
+    sampler.abort();
     let deliveries = tally(&observed, &topics, &sent);
     let mut latency = latency_histogram();
     for o in &observed {
@@ -267,6 +265,8 @@ pub async fn run(config: FanoutConfig) -> Report {
         deliveries_per_s: deliveries.received as f64 / publish_took.as_secs_f64().max(0.001),
         deliveries: Some(deliveries),
         delivery_latency: Some(Percentiles::of(&latency)),
+        latency_curve: crate::report::latency_curve(&latency),
+        timeline: live.timeline(),
         server_rss_kib_before: rss_before,
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: None,

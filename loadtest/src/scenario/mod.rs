@@ -51,6 +51,7 @@ pub struct Live {
     pub received: AtomicU64,
     /// Latency of the current second, merged in by subscribers.
     pub recent: Mutex<Histogram<u64>>,
+    samples: Mutex<Vec<Sample>>,
 }
 
 impl Live {
@@ -61,6 +62,7 @@ impl Live {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             recent: Mutex::new(latency_histogram()),
+            samples: Mutex::default(),
         })
     }
 
@@ -69,8 +71,10 @@ impl Live {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    /// Prints a line a second until dropped.
-    pub fn spawn_progress(self: &Arc<Live>) -> tokio::task::JoinHandle<()> {
+    /// Samples the counters once a second into `samples` (the report's
+    /// timeline) and, when `print`, writes the progress line. Stop it by
+    /// aborting the handle.
+    pub fn spawn_sampler(self: &Arc<Live>, print: bool) -> tokio::task::JoinHandle<()> {
         let live = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -86,16 +90,43 @@ impl Live {
                     h.reset();
                     p
                 };
-                eprintln!(
-                    "[{:>5.0}s] connections {:>7} | sent {:>8}/s | delivered {:>9}/s | p99 {:>8.2} ms",
-                    live.epoch.elapsed().as_secs_f64(),
-                    live.connections.load(Ordering::Relaxed),
-                    s - sent,
-                    r - received,
-                    p99
-                );
+                let sample = Sample {
+                    t_s: live.epoch.elapsed().as_secs_f64(),
+                    connections: live.connections.load(Ordering::Relaxed),
+                    sent_per_s: s - sent,
+                    delivered_per_s: r - received,
+                    p99_ms: p99,
+                };
+                if print {
+                    eprintln!(
+                        "[{:>5.0}s] connections {:>7} | sent {:>8}/s | delivered {:>9}/s | p99 {:>8.2} ms",
+                        sample.t_s, sample.connections, sample.sent_per_s, sample.delivered_per_s, p99
+                    );
+                }
+                live.samples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(sample);
                 (sent, received) = (s, r);
             }
         })
     }
+
+    /// The samples taken so far.
+    pub fn timeline(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// One second of a run, for the report's timeline and plot.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub connections: u64,
+    pub sent_per_s: u64,
+    pub delivered_per_s: u64,
+    pub p99_ms: f64,
 }
