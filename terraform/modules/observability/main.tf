@@ -161,205 +161,95 @@ resource "aws_cloudwatch_metric_alarm" "alb_5xx_rate" {
   tags = var.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "api_response_time" {
-  alarm_name          = "${var.name}-api-p99-response-time"
-  alarm_description   = "p99 response time of the api target group is above ${var.api_p99_response_seconds}s."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "TargetResponseTime"
-  extended_statistic  = "p99"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.api_p99_response_seconds
-  treat_missing_data  = "notBreaching"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    LoadBalancer = var.alb_arn_suffix
-    TargetGroup  = var.api_target_group_arn_suffix
-  }
-
-  tags = var.tags
-}
-
 locals {
   target_groups = {
     gateway = var.gateway_target_group_arn_suffix
     api     = var.api_target_group_arn_suffix
   }
+
+  # Every single-metric alarm, by key: what differs between them. One
+  # resource below creates them all with the same actions and tags.
+  metric_alarms = merge(
+    {
+      "api-p99-response-time" = {
+        description = "p99 response time of the api target group is above ${var.api_p99_response_seconds}s."
+        namespace   = "AWS/ApplicationELB", metric = "TargetResponseTime", statistic = null, extended_statistic = "p99"
+        period      = 60, evaluation_periods = 5, datapoints = 3
+        comparison  = "GreaterThanThreshold", threshold = var.api_p99_response_seconds, missing = "notBreaching"
+        dimensions  = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.api_target_group_arn_suffix }
+      }
+      "db-cpu" = {
+        description = "Database CPU is above ${var.db_cpu_percent}%."
+        namespace   = "AWS/RDS", metric = "CPUUtilization", statistic = "Average", extended_statistic = null
+        period      = 60, evaluation_periods = 10, datapoints = 8
+        comparison  = "GreaterThanThreshold", threshold = var.db_cpu_percent, missing = "missing"
+        dimensions  = { DBInstanceIdentifier = var.db_instance_id }
+      }
+      "db-free-storage" = {
+        description = "Database free storage is below ${var.db_free_storage_percent}% of the allocated ${var.db_allocated_storage_gb} GiB (storage autoscaling may be at its limit)."
+        namespace   = "AWS/RDS", metric = "FreeStorageSpace", statistic = "Minimum", extended_statistic = null
+        period      = 300, evaluation_periods = 2, datapoints = null
+        comparison  = "LessThanThreshold", threshold = floor(var.db_allocated_storage_gb * 1073741824 * var.db_free_storage_percent / 100), missing = "missing"
+        dimensions  = { DBInstanceIdentifier = var.db_instance_id }
+      }
+      "db-connections" = {
+        description = "More than ${var.db_max_connections} database connections."
+        namespace   = "AWS/RDS", metric = "DatabaseConnections", statistic = "Maximum", extended_statistic = null
+        period      = 60, evaluation_periods = 5, datapoints = 3
+        comparison  = "GreaterThanThreshold", threshold = var.db_max_connections, missing = "missing"
+        dimensions  = { DBInstanceIdentifier = var.db_instance_id }
+      }
+    },
+    { for tg, suffix in local.target_groups : "${tg}-unhealthy-hosts" => {
+      description = "At least one ${tg} target has failed its ALB health check for 3 minutes (draining nodes are deregistered first and do not count)."
+      namespace   = "AWS/ApplicationELB", metric = "UnHealthyHostCount", statistic = "Maximum", extended_statistic = null
+      period      = 60, evaluation_periods = 3, datapoints = null
+      comparison  = "GreaterThanThreshold", threshold = 0, missing = "notBreaching"
+      dimensions  = { LoadBalancer = var.alb_arn_suffix, TargetGroup = suffix }
+    } },
+    { for tg, suffix in local.target_groups : "${tg}-no-healthy-hosts" => {
+      description = "No ${tg} target is healthy: the service is down."
+      namespace   = "AWS/ApplicationELB", metric = "HealthyHostCount", statistic = "Minimum", extended_statistic = null
+      period      = 60, evaluation_periods = 2, datapoints = null
+      comparison  = "LessThanThreshold", threshold = 1, missing = "breaching"
+      dimensions  = { LoadBalancer = var.alb_arn_suffix, TargetGroup = suffix }
+    } },
+    { for id in var.redis_member_clusters : "redis-cpu-${id}" => {
+      description = "Redis engine thread of ${id} is above ${var.redis_cpu_percent}% CPU."
+      namespace   = "AWS/ElastiCache", metric = "EngineCPUUtilization", statistic = "Average", extended_statistic = null
+      period      = 60, evaluation_periods = 5, datapoints = 3
+      comparison  = "GreaterThanThreshold", threshold = var.redis_cpu_percent, missing = "missing"
+      dimensions  = { CacheClusterId = id }
+    } },
+    { for id in var.redis_member_clusters : "redis-memory-${id}" => {
+      description = "Redis node ${id} uses more than ${var.redis_memory_percent}% of its memory."
+      namespace   = "AWS/ElastiCache", metric = "DatabaseMemoryUsagePercentage", statistic = "Maximum", extended_statistic = null
+      period      = 60, evaluation_periods = 5, datapoints = 3
+      comparison  = "GreaterThanThreshold", threshold = var.redis_memory_percent, missing = "missing"
+      dimensions  = { CacheClusterId = id }
+    } },
+  )
 }
 
-resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
-  for_each = local.target_groups
+resource "aws_cloudwatch_metric_alarm" "metric" {
+  for_each = local.metric_alarms
 
-  alarm_name          = "${var.name}-${each.key}-unhealthy-hosts"
-  alarm_description   = "At least one ${each.key} target has failed its ALB health check for 3 minutes (draining nodes are deregistered first and do not count)."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "UnHealthyHostCount"
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  statistic           = each.value.statistic
+  extended_statistic  = each.value.extended_statistic
+  period              = each.value.period
+  evaluation_periods  = each.value.evaluation_periods
+  datapoints_to_alarm = each.value.datapoints
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing
   actions_enabled     = true
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
-
-  dimensions = {
-    LoadBalancer = var.alb_arn_suffix
-    TargetGroup  = each.value
-  }
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "no_healthy_hosts" {
-  for_each = local.target_groups
-
-  alarm_name          = "${var.name}-${each.key}-no-healthy-hosts"
-  alarm_description   = "No ${each.key} target is healthy: the service is down."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "HealthyHostCount"
-  statistic           = "Minimum"
-  period              = 60
-  evaluation_periods  = 2
-  comparison_operator = "LessThanThreshold"
-  threshold           = 1
-  treat_missing_data  = "breaching"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    LoadBalancer = var.alb_arn_suffix
-    TargetGroup  = each.value
-  }
-
-  tags = var.tags
-}
-
-# --- ElastiCache ------------------------------------------------------------------------
-
-resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
-  for_each = toset(var.redis_member_clusters)
-
-  alarm_name          = "${var.name}-redis-cpu-${each.value}"
-  alarm_description   = "Redis engine thread of ${each.value} is above ${var.redis_cpu_percent}% CPU."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "EngineCPUUtilization"
-  statistic           = "Average"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.redis_cpu_percent
-  treat_missing_data  = "missing"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    CacheClusterId = each.value
-  }
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_memory" {
-  for_each = toset(var.redis_member_clusters)
-
-  alarm_name          = "${var.name}-redis-memory-${each.value}"
-  alarm_description   = "Redis node ${each.value} uses more than ${var.redis_memory_percent}% of its memory."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "DatabaseMemoryUsagePercentage"
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.redis_memory_percent
-  treat_missing_data  = "missing"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    CacheClusterId = each.value
-  }
-
-  tags = var.tags
-}
-
-# --- RDS ----------------------------------------------------------------------------------
-
-resource "aws_cloudwatch_metric_alarm" "db_cpu" {
-  alarm_name          = "${var.name}-db-cpu"
-  alarm_description   = "Database CPU is above ${var.db_cpu_percent}%."
-  namespace           = "AWS/RDS"
-  metric_name         = "CPUUtilization"
-  statistic           = "Average"
-  period              = 60
-  evaluation_periods  = 10
-  datapoints_to_alarm = 8
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.db_cpu_percent
-  treat_missing_data  = "missing"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    DBInstanceIdentifier = var.db_instance_id
-  }
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_free_storage" {
-  alarm_name          = "${var.name}-db-free-storage"
-  alarm_description   = "Database free storage is below ${var.db_free_storage_percent}% of the allocated ${var.db_allocated_storage_gb} GiB (storage autoscaling may be at its limit)."
-  namespace           = "AWS/RDS"
-  metric_name         = "FreeStorageSpace"
-  statistic           = "Minimum"
-  period              = 300
-  evaluation_periods  = 2
-  comparison_operator = "LessThanThreshold"
-  threshold           = floor(var.db_allocated_storage_gb * 1073741824 * var.db_free_storage_percent / 100)
-  treat_missing_data  = "missing"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    DBInstanceIdentifier = var.db_instance_id
-  }
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_connections" {
-  alarm_name          = "${var.name}-db-connections"
-  alarm_description   = "More than ${var.db_max_connections} database connections."
-  namespace           = "AWS/RDS"
-  metric_name         = "DatabaseConnections"
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.db_max_connections
-  treat_missing_data  = "missing"
-  actions_enabled     = true
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  dimensions = {
-    DBInstanceIdentifier = var.db_instance_id
-  }
+  dimensions          = each.value.dimensions
 
   tags = var.tags
 }

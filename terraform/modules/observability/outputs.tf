@@ -16,11 +16,7 @@ output "log_group_arns" {
 output "alarm_names" {
   description = "Names of all alarms of this module."
   value = concat(
-    [aws_cloudwatch_metric_alarm.alb_5xx_rate.alarm_name, aws_cloudwatch_metric_alarm.api_response_time.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.unhealthy_hosts : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.no_healthy_hosts : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.redis_cpu : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.redis_memory : a.alarm_name],
-    [aws_cloudwatch_metric_alarm.db_cpu.alarm_name, aws_cloudwatch_metric_alarm.db_free_storage.alarm_name, aws_cloudwatch_metric_alarm.db_connections.alarm_name],
+    [aws_cloudwatch_metric_alarm.alb_5xx_rate.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.metric : a.alarm_name],
   )
 }
