@@ -399,12 +399,25 @@ resource "aws_iam_role_policy" "node" {
 locals {
   roles = {
     gateway = {
-      ami           = var.gateway_ami_id
-      instance_type = var.gateway_instance_type
+      ami                = var.gateway_ami_id
+      instance_type      = var.gateway_instance_type
+      asg_name           = local.gateway_asg_name
+      min_size           = var.gateway_min_size
+      max_size           = var.gateway_max_size
+      target_group_arn   = var.gateway_target_group_arn
+      target_cpu_percent = var.gateway_target_cpu_percent
+      # Only gateways hold long-lived connections that need a drain hook.
+      drain_hook_seconds = var.gateway_lifecycle_hook_seconds
     }
     api = {
-      ami           = var.api_ami_id
-      instance_type = var.api_instance_type
+      ami                = var.api_ami_id
+      instance_type      = var.api_instance_type
+      asg_name           = local.api_asg_name
+      min_size           = var.api_min_size
+      max_size           = var.api_max_size
+      target_group_arn   = var.api_target_group_arn
+      target_cpu_percent = var.api_target_cpu_percent
+      drain_hook_seconds = null
     }
   }
 }
@@ -462,13 +475,15 @@ resource "aws_launch_template" "node" {
 
 # --- Auto Scaling groups ------------------------------------------------------------------
 
-resource "aws_autoscaling_group" "gateway" {
-  name                      = local.gateway_asg_name
+resource "aws_autoscaling_group" "node" {
+  for_each = local.roles
+
+  name                      = each.value.asg_name
   vpc_zone_identifier       = var.app_subnet_ids
-  min_size                  = var.gateway_min_size
-  max_size                  = var.gateway_max_size
-  desired_capacity          = var.gateway_min_size
-  target_group_arns         = [var.gateway_target_group_arn]
+  min_size                  = each.value.min_size
+  max_size                  = each.value.max_size
+  desired_capacity          = each.value.min_size
+  target_group_arns         = [each.value.target_group_arn]
   health_check_type         = "ELB"
   health_check_grace_period = var.instance_warmup_seconds
   default_instance_warmup   = var.instance_warmup_seconds
@@ -479,20 +494,24 @@ resource "aws_autoscaling_group" "gateway" {
   wait_for_capacity_timeout = "15m"
 
   launch_template {
-    id      = aws_launch_template.node["gateway"].id
-    version = aws_launch_template.node["gateway"].latest_version
+    id      = aws_launch_template.node[each.key].id
+    version = aws_launch_template.node[each.key].latest_version
   }
 
-  # A terminating node waits here (Terminating:Wait) while it drains: the
+  # A terminating gateway waits here (Terminating:Wait) while it drains: the
   # ALB deregisters it (deregistration delay), stomp-lifecycle-watch sees the
   # target lifecycle state "Terminated" and stops the service (SIGTERM ->
   # /readyz 503 for the drain delay -> connections closed over the drain
   # window), then completes the hook. CONTINUE on timeout.
-  initial_lifecycle_hook {
-    name                 = local.drain_hook_name
-    lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
-    heartbeat_timeout    = var.gateway_lifecycle_hook_seconds
-    default_result       = "CONTINUE"
+  dynamic "initial_lifecycle_hook" {
+    for_each = each.value.drain_hook_seconds == null ? [] : [each.value.drain_hook_seconds]
+
+    content {
+      name                 = local.drain_hook_name
+      lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
+      heartbeat_timeout    = initial_lifecycle_hook.value
+      default_result       = "CONTINUE"
+    }
   }
 
   instance_refresh {
@@ -511,7 +530,7 @@ resource "aws_autoscaling_group" "gateway" {
   }
 
   dynamic "tag" {
-    for_each = merge(var.tags, { Name = "${var.name}-gateway", Role = "gateway" })
+    for_each = merge(var.tags, { Name = each.value.asg_name, Role = each.key })
 
     content {
       key                 = tag.key
@@ -526,56 +545,6 @@ resource "aws_autoscaling_group" "gateway" {
   }
 }
 
-resource "aws_autoscaling_group" "api" {
-  name                      = local.api_asg_name
-  vpc_zone_identifier       = var.app_subnet_ids
-  min_size                  = var.api_min_size
-  max_size                  = var.api_max_size
-  desired_capacity          = var.api_min_size
-  target_group_arns         = [var.api_target_group_arn]
-  health_check_type         = "ELB"
-  health_check_grace_period = var.instance_warmup_seconds
-  default_instance_warmup   = var.instance_warmup_seconds
-  termination_policies      = ["OldestLaunchTemplate", "OldestInstance", "Default"]
-  metrics_granularity       = "1Minute"
-  enabled_metrics           = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances"]
-  wait_for_capacity_timeout = "15m"
-
-  launch_template {
-    id      = aws_launch_template.node["api"].id
-    version = aws_launch_template.node["api"].latest_version
-  }
-
-  instance_refresh {
-    strategy = "Rolling"
-
-    preferences {
-      min_healthy_percentage = 100
-      max_healthy_percentage = var.refresh_max_healthy_percentage
-      instance_warmup        = var.instance_warmup_seconds
-      skip_matching          = true
-      # No auto_rollback: terraform sets the new launch template version on
-      # the group before it starts the refresh, so a "rollback" would return
-      # to the same version (terraform-provider-aws issue 34189). Roll back
-      # by deploying the previous release.
-    }
-  }
-
-  dynamic "tag" {
-    for_each = merge(var.tags, { Name = "${var.name}-api", Role = "api" })
-
-    content {
-      key                 = tag.key
-      value               = tag.value
-      propagate_at_launch = true
-    }
-  }
-
-  lifecycle {
-    ignore_changes = [desired_capacity]
-  }
-}
-
 # --- scaling policies ----------------------------------------------------------------------------
 
 # Connections per node: the CloudWatch agent on every gateway publishes the
@@ -584,7 +553,7 @@ resource "aws_autoscaling_group" "api" {
 # per-node mean.
 resource "aws_autoscaling_policy" "gateway_connections" {
   name                   = "connections-per-node"
-  autoscaling_group_name = aws_autoscaling_group.gateway.name
+  autoscaling_group_name = aws_autoscaling_group.node["gateway"].name
   policy_type            = "TargetTrackingScaling"
 
   target_tracking_configuration {
@@ -597,33 +566,21 @@ resource "aws_autoscaling_policy" "gateway_connections" {
 
       metric_dimension {
         name  = "AutoScalingGroupName"
-        value = aws_autoscaling_group.gateway.name
+        value = aws_autoscaling_group.node["gateway"].name
       }
     }
   }
 }
 
-resource "aws_autoscaling_policy" "gateway_cpu" {
+resource "aws_autoscaling_policy" "cpu" {
+  for_each = aws_autoscaling_group.node
+
   name                   = "cpu"
-  autoscaling_group_name = aws_autoscaling_group.gateway.name
+  autoscaling_group_name = each.value.name
   policy_type            = "TargetTrackingScaling"
 
   target_tracking_configuration {
-    target_value = var.gateway_target_cpu_percent
-
-    predefined_metric_specification {
-      predefined_metric_type = "ASGAverageCPUUtilization"
-    }
-  }
-}
-
-resource "aws_autoscaling_policy" "api_cpu" {
-  name                   = "cpu"
-  autoscaling_group_name = aws_autoscaling_group.api.name
-  policy_type            = "TargetTrackingScaling"
-
-  target_tracking_configuration {
-    target_value = var.api_target_cpu_percent
+    target_value = local.roles[each.key].target_cpu_percent
 
     predefined_metric_specification {
       predefined_metric_type = "ASGAverageCPUUtilization"

@@ -1,11 +1,11 @@
 output "gateway_asg_name" {
   description = "Name of the gateway Auto Scaling group."
-  value       = aws_autoscaling_group.gateway.name
+  value       = aws_autoscaling_group.node["gateway"].name
 }
 
 output "api_asg_name" {
   description = "Name of the api Auto Scaling group."
-  value       = aws_autoscaling_group.api.name
+  value       = aws_autoscaling_group.node["api"].name
 }
 
 output "gateway_security_group_id" {
