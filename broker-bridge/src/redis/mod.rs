@@ -109,6 +109,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// Both connections start down; the tasks report when they are up.
+    fn new(
+        options: RedisOptions,
+        sink: Arc<dyn DeliverySink>,
+        registry: &prometheus::Registry,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            options,
+            sink,
+            metrics: RedisMetrics::register(registry),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            down_since: Mutex::new(Some(Instant::now())),
+        })
+    }
+
     fn channel(&self, destination: &str) -> String {
         format!("{}{destination}", self.options.channel_prefix)
     }
@@ -202,14 +218,7 @@ impl RedisBroker {
             .map_err(|e| BrokerError::Unavailable(format!("invalid redis url: {e}")))?;
         let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            options,
-            sink,
-            metrics: RedisMetrics::register(registry),
-            publisher_up: AtomicBool::new(false),
-            subscriber_up: AtomicBool::new(false),
-            down_since: Mutex::new(Some(Instant::now())),
-        });
+        let shared = Shared::new(options, sink, registry);
         tokio::spawn(publisher::run(client.clone(), shared.clone(), publish_rx));
         tokio::spawn(subscriber::run(client, shared.clone(), interest_rx));
         Ok(RedisBroker {

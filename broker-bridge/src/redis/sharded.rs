@@ -13,7 +13,7 @@
 //! [`HEALTH_INTERVAL`] tracks availability.
 
 use std::{
-    sync::{atomic::AtomicBool, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use redis::{cluster::ClusterClientBuilder, cluster_async::ClusterConnection, PushKind, Value};
 use tokio::sync::mpsc;
 
-use super::{metrics::RedisMetrics, parking_lot_free::Mutex, Interest, Shared, Upstream};
+use super::{Interest, Shared, Upstream};
 use crate::{envelope, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady};
 
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
@@ -51,14 +51,7 @@ impl ShardedRedisBroker {
             .map_err(|e| BrokerError::Unavailable(format!("invalid redis cluster url: {e}")))?;
         let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            options,
-            sink,
-            metrics: RedisMetrics::register(registry),
-            publisher_up: AtomicBool::new(false),
-            subscriber_up: AtomicBool::new(false),
-            down_since: Mutex::new(Some(Instant::now())),
-        });
+        let shared = Shared::new(options, sink, registry);
         tokio::spawn(run(
             client,
             shared.clone(),

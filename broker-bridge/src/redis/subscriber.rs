@@ -170,22 +170,14 @@ async fn sync(
     sink: &mut redis::aio::PubSubSink,
     upstreams: &mut Upstreams,
 ) -> redis::RedisResult<()> {
-    let (channels, globs) = upstreams.missing();
-    let (channels, globs): (Vec<String>, Vec<String>) = (
-        channels.into_iter().map(str::to_string).collect(),
-        globs.into_iter().map(str::to_string).collect(),
-    );
+    let (channels, globs) = owned(upstreams.missing());
     if !channels.is_empty() {
         sink.subscribe(&channels).await?;
     }
     if !globs.is_empty() {
         sink.psubscribe(&globs).await?;
     }
-    let (channels, globs) = upstreams.unwanted();
-    let (channels, globs): (Vec<String>, Vec<String>) = (
-        channels.into_iter().map(str::to_string).collect(),
-        globs.into_iter().map(str::to_string).collect(),
-    );
+    let (channels, globs) = owned(upstreams.unwanted());
     if !channels.is_empty() {
         sink.unsubscribe(&channels).await?;
     }
@@ -195,6 +187,12 @@ async fn sync(
     upstreams.subscribed = upstreams.desired.keys().cloned().collect();
     upstreams.wake(false);
     Ok(())
+}
+
+/// Owned copies, so the bookkeeping is not borrowed across the awaits.
+fn owned((channels, globs): (Vec<&str>, Vec<&str>)) -> (Vec<String>, Vec<String>) {
+    let own = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+    (own(channels), own(globs))
 }
 
 fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {

@@ -99,11 +99,34 @@ impl Client {
         protocols: &[&str],
         receive_buffer: Option<u32>,
     ) -> Client {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        if let Some(size) = receive_buffer {
-            socket.set_recv_buffer_size(size).unwrap();
+        match timeout(WAIT, Client::try_open(addr, protocols, receive_buffer)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!("upgrade refused: {e}"),
+            Err(_) => panic!("upgrade timeout"),
         }
-        let mut stream = socket.connect(addr).await.unwrap();
+    }
+
+    /// Like [`Client::open`] but returns failures instead of panicking.
+    pub async fn open_checked(addr: SocketAddr) -> Result<Client, String> {
+        Client::try_open(addr, &[], None).await
+    }
+
+    /// Connects, upgrades, and returns the client or why it failed.
+    async fn try_open(
+        addr: SocketAddr,
+        protocols: &[&str],
+        receive_buffer: Option<u32>,
+    ) -> Result<Client, String> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        if let Some(size) = receive_buffer {
+            socket
+                .set_recv_buffer_size(size)
+                .map_err(|e| format!("rcvbuf: {e}"))?;
+        }
+        let mut stream = socket
+            .connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let mut req = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -115,51 +138,6 @@ impl Client {
             ));
         }
         req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = BytesMut::new();
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = timeout(WAIT, stream.read_buf(&mut buf))
-                .await
-                .expect("upgrade timeout")
-                .unwrap();
-            assert!(n > 0, "server closed during upgrade");
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
-        let protocol = head
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("sec-websocket-protocol: ")
-                    .or_else(|| l.strip_prefix("Sec-WebSocket-Protocol: "))
-            })
-            .map(str::to_string);
-        buf.advance(head_end);
-        Client {
-            stream,
-            buf,
-            decoder: Decoder::new(Limits {
-                max_frame_bytes: 1 << 24,
-                max_headers: 1000,
-                max_header_line: 1 << 16,
-            }),
-            stomp: BytesMut::new(),
-            protocol,
-            messages: Vec::new(),
-        }
-    }
-
-    /// Like [`Client::open`] but returns failures instead of panicking.
-    pub async fn open_checked(addr: SocketAddr) -> Result<Client, String> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let req = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
         stream
             .write_all(req.as_bytes())
             .await
@@ -175,9 +153,17 @@ impl Client {
                 Err(e) => return Err(format!("read: {e}")),
             }
         };
-        if !buf.starts_with(b"HTTP/1.1 101") {
-            return Err(String::from_utf8_lossy(&buf[..head_end]).into_owned());
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        if !head.starts_with("HTTP/1.1 101") {
+            return Err(head);
         }
+        let protocol = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sec-websocket-protocol: ")
+                    .or_else(|| l.strip_prefix("Sec-WebSocket-Protocol: "))
+            })
+            .map(str::to_string);
         buf.advance(head_end);
         Ok(Client {
             stream,
@@ -188,7 +174,7 @@ impl Client {
                 max_header_line: 1 << 16,
             }),
             stomp: BytesMut::new(),
-            protocol: None,
+            protocol,
             messages: Vec::new(),
         })
     }
