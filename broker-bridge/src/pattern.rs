@@ -41,14 +41,7 @@ impl Pattern {
             return None;
         }
         let (base, key) = split(destination);
-        let segments = key
-            .split('.')
-            .map(|s| match s {
-                "*" => Segment::One,
-                "#" => Segment::Any,
-                literal => Segment::Literal(literal.to_string()),
-            })
-            .collect();
+        let segments = key.split('.').map(Segment::parse).collect();
         Some(Pattern {
             base: base.to_string(),
             segments,
@@ -90,6 +83,58 @@ impl Pattern {
             }
         }
         glob
+    }
+}
+
+/// Whether every destination that `requested` names (a concrete
+/// destination or a wildcard subscription) is also named by `grant`, under
+/// the same wildcard rules. Authorization uses it so that a wildcard
+/// subscription cannot reach further than the grant it claims to fall under:
+/// `/topic/chat.#` is not covered by a grant of `/topic/chat.room42`.
+///
+/// Sound, not complete: it never says yes wrongly, and answers yes for every
+/// practical grant (a literal, or one with `*`/`#` segments).
+pub fn covers(grant: &str, requested: &str) -> bool {
+    let (grant_base, grant_key) = split(grant);
+    let (base, key) = split(requested);
+    if grant_base != base {
+        return false;
+    }
+    let grant: Vec<Segment> = grant_key.split('.').map(Segment::parse).collect();
+    let requested: Vec<Segment> = key.split('.').map(Segment::parse).collect();
+    // covered[i][j]: grant[i..] covers requested[j..]; filled from the end,
+    // so the cost is |grant| × |requested| whatever the wildcards.
+    let (n, m) = (grant.len(), requested.len());
+    let mut covered = vec![vec![false; m + 1]; n + 1];
+    covered[n][m] = true;
+    for i in (0..n).rev() {
+        for j in (0..=m).rev() {
+            let next = requested.get(j);
+            covered[i][j] = match &grant[i] {
+                // `#` matches nothing more here, or absorbs the requested
+                // segment (a `#` there too: any number of them) and stays.
+                Segment::Any => covered[i + 1][j] || (next.is_some() && covered[i][j + 1]),
+                // `*` is exactly one segment: the requested one must be
+                // exactly one segment as well.
+                Segment::One => {
+                    matches!(next, Some(Segment::Literal(_) | Segment::One)) && covered[i + 1][j + 1]
+                }
+                Segment::Literal(text) => {
+                    matches!(next, Some(Segment::Literal(t)) if t == text) && covered[i + 1][j + 1]
+                }
+            };
+        }
+    }
+    covered[0][0]
+}
+
+impl Segment {
+    fn parse(text: &str) -> Segment {
+        match text {
+            "*" => Segment::One,
+            "#" => Segment::Any,
+            literal => Segment::Literal(literal.to_string()),
+        }
     }
 }
 
@@ -148,6 +193,48 @@ mod tests {
         assert!(!is_wildcard("/topic/chat.room*"));
         assert!(!is_wildcard("/topic/a#b"));
         assert!(is_wildcard("/topic/*"));
+    }
+
+    #[test]
+    fn covers_allows_what_the_grant_names_and_nothing_more() {
+        assert!(covers("/topic/chat.room42", "/topic/chat.room42"));
+        assert!(!covers("/topic/chat.room42", "/topic/chat.room43"));
+        assert!(!covers("/topic/chat.room42", "/queue/chat.room42"));
+        // Wildcard escalation: a subscription wider than the grant.
+        assert!(!covers("/topic/chat.room42", "/topic/chat.*"));
+        assert!(!covers("/topic/chat.room42", "/topic/chat.#"));
+        assert!(!covers("/topic/chat.room42", "/topic/#"));
+        assert!(!covers("/topic/chat.*", "/topic/chat.#"));
+        assert!(!covers("/topic/chat.*", "/topic/#"));
+        assert!(!covers("/topic/user.alice.#", "/topic/user.*.#"));
+        assert!(!covers("/topic/user.alice.#", "/topic/user.#"));
+        assert!(!covers("/topic/a.#.z", "/topic/a.#"));
+        // Subscriptions within the grant.
+        assert!(covers("/topic/chat.*", "/topic/chat.room42"));
+        assert!(covers("/topic/chat.*", "/topic/chat.*"));
+        assert!(covers("/topic/user.alice.#", "/topic/user.alice"));
+        assert!(covers("/topic/user.alice.#", "/topic/user.alice.inbox.*"));
+        assert!(covers("/topic/user.alice.#", "/topic/user.alice.#"));
+        assert!(covers("/topic/#", "/topic/a.*.#"));
+        assert!(covers("/topic/a.#.z", "/topic/a.*.z"));
+        assert!(covers("/topic/a.#.z", "/topic/a.#.z"));
+        // Not segments: a literal `room*` is only itself.
+        assert!(!covers("/topic/chat.room*", "/topic/chat.room42"));
+    }
+
+    #[test]
+    fn covers_agrees_with_matching_on_concrete_destinations() {
+        let grants = ["/topic/chat.*", "/topic/a.#.z", "/topic/#", "/topic/*.b.#"];
+        let destinations = ["/topic/chat.x", "/topic/a.z", "/topic/a.q.r.z", "/topic/x.b", "/topic/x.b.c.d", "/topic/chat"];
+        for grant in grants {
+            for destination in destinations {
+                assert_eq!(
+                    covers(grant, destination),
+                    Pattern::parse(grant).unwrap().matches(destination),
+                    "{grant} vs {destination}"
+                );
+            }
+        }
     }
 
     #[test]

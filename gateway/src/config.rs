@@ -23,6 +23,36 @@ pub enum MessageFrames {
     Binary,
 }
 
+/// What happens when the token a connection authenticated with expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TokenExpiry {
+    /// Send an ERROR ("token expired") and close; the client reconnects
+    /// with a fresh token.
+    #[default]
+    Close,
+    /// Let the connection live until it ends; tokens are checked only at
+    /// CONNECT.
+    Allow,
+}
+
+/// A secret setting: never printed, not even by `{:?}` of the config.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum LogFormat {
@@ -172,6 +202,90 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
+    /// HMAC secret for HS256/384/512 JWTs. Environment variable or config
+    /// file only: on the command line it would show in every `ps` listing.
+    /// Setting any JWT key or a users file makes authentication required.
+    #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HMAC secret for HS256/384/512 JWTs (one line).
+    #[arg(long, env = "GATEWAY_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Public key file for RS*/PS*/ES256/ES384/EdDSA JWTs: one PEM public
+    /// key, or a JWKS document (keys picked by `kid`). Repeatable.
+    #[arg(long, env = "GATEWAY_JWT_PUBLIC_KEY", value_delimiter = ',')]
+    pub jwt_public_key: Vec<PathBuf>,
+
+    /// Accepted `iss` values (repeatable); none configured = not checked.
+    #[arg(long, env = "GATEWAY_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+
+    /// Accepted `aud` values (repeatable); none configured = not checked.
+    #[arg(long, env = "GATEWAY_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "GATEWAY_JWT_LEEWAY_S", default_value_t = 30)]
+    pub jwt_leeway_s: u64,
+
+    /// What happens when a connection's token expires.
+    #[arg(long, env = "GATEWAY_TOKEN_EXPIRY", value_enum, default_value_t = TokenExpiry::Close)]
+    pub token_expiry: TokenExpiry,
+
+    /// TOML file of login/passcode users for internal clients (see
+    /// docs/security.md); makes authentication required.
+    #[arg(long, env = "GATEWAY_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Destination patterns a JWT without a `stomp` claim may SUBSCRIBE to
+    /// (repeatable; `{sub}` is replaced by the token's subject).
+    #[arg(long, env = "GATEWAY_DEFAULT_SUBSCRIBE", value_delimiter = ',')]
+    pub default_subscribe: Vec<String>,
+
+    /// Destination patterns a JWT without a `stomp` claim may SEND to.
+    #[arg(long, env = "GATEWAY_DEFAULT_SEND", value_delimiter = ',')]
+    pub default_send: Vec<String>,
+
+    /// Browser origins allowed to open WebSockets (repeatable, e.g.
+    /// `https://chat.example.com`); `*` allows any. With none, only pages
+    /// from the gateway's own host are allowed.
+    #[arg(long, env = "GATEWAY_ALLOWED_ORIGIN", value_delimiter = ',')]
+    pub allowed_origin: Vec<String>,
+
+    /// Frames per second one connection may send (token bucket); beyond it
+    /// the connection gets an ERROR and is closed. 0 = no limit.
+    #[arg(long, env = "GATEWAY_MAX_FRAME_RATE", default_value_t = 1000)]
+    pub max_frame_rate: u32,
+
+    /// Frames a connection may send at once above the rate (bucket size).
+    #[arg(long, env = "GATEWAY_FRAME_BURST", default_value_t = 2000)]
+    pub frame_burst: u32,
+
+    /// Maximum WebSocket connections from one client IP; upgrades beyond it
+    /// get 429. 0 = no limit (mind carrier-grade NAT before setting it low).
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// Proxies (IP or CIDR, repeatable) whose `X-Forwarded-For` is believed
+    /// when finding the client IP, e.g. the ALB's subnets.
+    #[arg(long, env = "GATEWAY_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
+
+    /// PEM certificate chain: serve TLS (wss://, https://) directly with
+    /// rustls, for deployments without a TLS-terminating load balancer.
+    #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often to check the certificate files for changes, in ms (SIGHUP
+    /// also reloads them); 0 = only on SIGHUP.
+    #[arg(long, env = "GATEWAY_TLS_RELOAD_MS", default_value_t = 30_000)]
+    pub tls_reload_ms: u64,
+
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -223,6 +337,13 @@ impl Config {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let command = Config::command();
         let matches = command.clone().try_get_matches_from(&args)?;
+        if matches.value_source("jwt_secret") == Some(ValueSource::CommandLine) {
+            return Err(ConfigError::Invalid(
+                "--jwt-secret on the command line is visible to every local user (ps); \
+                 set GATEWAY_JWT_SECRET, --jwt-secret-file or the config file instead"
+                    .into(),
+            ));
+        }
         let first = Config::from_arg_matches(&matches)?;
         let Some(path) = first.config.clone() else {
             return first.validated();
@@ -244,7 +365,12 @@ impl Config {
             if !known || id == "config" {
                 return Err(ConfigError::UnknownKey { path, key });
             }
-            if matches.value_source(&id) != Some(ValueSource::DefaultValue) {
+            // Given as a flag or in the environment: those win. (Settings
+            // without a default have no source at all when absent.)
+            if matches!(
+                matches.value_source(&id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
                 continue;
             }
             let flag = format!("--{}", key.replace('_', "-"));
@@ -270,6 +396,9 @@ impl Config {
             return invalid(
                 "outbound-queue must be > 0, max-frame-bytes ≥ 64, max-header-line ≥ 16",
             );
+        }
+        if self.max_frame_rate > 0 && self.frame_burst == 0 {
+            return invalid("frame-burst must be at least 1 when max-frame-rate is set");
         }
         if self.destination_prefixes.iter().any(|p| p.is_empty()) {
             return invalid("destination-prefix must not be empty");
@@ -333,6 +462,18 @@ mod tests {
         let path = file.0.to_str().unwrap().to_string();
         let err = Config::load_from(["gateway", "--config", &path]).unwrap_err();
         assert!(matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "no-such-setting"));
+    }
+
+    #[test]
+    fn jwt_secret_is_refused_on_the_command_line_and_never_printed() {
+        let err = Config::load_from(["gateway", "--jwt-secret", "hunter2"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(ref m) if m.contains("GATEWAY_JWT_SECRET")));
+        let mut file = tempfile_in_target("secret.toml");
+        writeln!(file.1, "jwt-secret = \"hunter2\"").unwrap();
+        let path = file.0.to_str().unwrap().to_string();
+        let c = Config::load_from(["gateway", "--config", &path]).unwrap();
+        assert_eq!(c.jwt_secret.as_ref().unwrap().0, "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     fn tempfile_in_target(name: &str) -> (PathBuf, std::fs::File) {

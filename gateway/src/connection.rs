@@ -27,6 +27,7 @@ use crate::{
     metrics::CloseReason,
     node::{InFlight, Node},
     outbound::Outbound,
+    security::{FrameBucket, IpSlot, Principal},
     session::{write_frame, Flow, PendingSubscription, Session, StompError},
     transport::websocket::{self, Control, WsReader},
 };
@@ -68,6 +69,19 @@ struct Connection<S> {
     closing: Option<(Instant, CloseReason)>,
     /// A SUBSCRIBE waiting to be live cluster-wide; frames after it wait.
     pending: Option<Box<PendingSubscription>>,
+    /// The client's frame rate limit (`--max-frame-rate`).
+    frame_bucket: FrameBucket,
+    /// Held for the connection's life: its place in the per-IP count.
+    _ip_slot: Option<IpSlot>,
+}
+
+/// What the upgrade established about a connection before it starts.
+#[derive(Default)]
+pub struct Admission {
+    /// The user of a valid `Authorization: Bearer` token on the upgrade.
+    pub principal: Option<Arc<Principal>>,
+    /// The connection's place in its client IP's count (with a per-IP limit).
+    pub ip_slot: Option<IpSlot>,
 }
 
 /// Runs one connection to completion. `early` holds bytes the HTTP layer
@@ -75,24 +89,33 @@ struct Connection<S> {
 ///
 /// `handshake` keeps the node from finishing a drain while this connection is
 /// between its upgrade and its entry in the roster.
-pub async fn run<S>(
+///
+/// The connection's state is built before the returned future, so the
+/// future holds only that state: an `async fn` would also keep room for
+/// every argument for the connection's whole life.
+pub fn run<S>(
     stream: S,
     early: Bytes,
     node: Arc<Node>,
     subprotocol: Option<Version>,
     handshake: InFlight,
-) where
+    admission: Admission,
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // `early` usually is a slice of hyper's 8 KiB read buffer: copy what it
     // holds and drop it now, or the whole buffer would live as long as the
-    // connection (async fn arguments are only dropped at the end).
+    // connection.
     let raw = BytesMut::from(&early[..]);
     drop(early);
     let outbound = Outbound::new(node.config.outbound_queue);
     let now = Instant::now();
+    let Admission { principal, ip_slot } = admission;
     let mut conn = Connection {
-        session: Session::new(node.clone(), outbound.clone(), subprotocol),
+        session: Session::new(node.clone(), outbound.clone(), subprotocol, principal),
+        frame_bucket: FrameBucket::new(node.config.frame_burst),
+        _ip_slot: ip_slot,
         decoder: Decoder::new(node.config.decoder_limits()),
         stream,
         node,
@@ -107,16 +130,18 @@ pub async fn run<S>(
         closing: None,
         pending: None,
     };
-    conn.node.metrics.connections_opened.inc();
-    conn.node.metrics.connections_current.inc();
-    let id = conn.node.connections.insert(conn.outbound.clone());
-    // Now in the roster, the drain can see it: the handshake's hold ends.
-    drop(handshake);
-    let reason = conn.serve().await;
-    conn.session.close();
-    conn.node.connections.remove(id);
-    conn.node.metrics.connection_closed(reason);
-    tracing::debug!(reason = reason.as_str(), "connection closed");
+    async move {
+        conn.node.metrics.connections_opened.inc();
+        conn.node.metrics.connections_current.inc();
+        let id = conn.node.connections.insert(conn.outbound.clone());
+        // Now in the roster, the drain can see it: the handshake's hold ends.
+        drop(handshake);
+        let reason = conn.serve().await;
+        conn.session.close();
+        conn.node.connections.remove(id);
+        conn.node.metrics.connection_closed(reason);
+        tracing::debug!(reason = reason.as_str(), "connection closed");
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -273,6 +298,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             };
             self.node.metrics.frame_in(frame.command);
+            if !self.within_frame_rate() {
+                let config = &self.node.config;
+                let (rate, burst) = (config.max_frame_rate, config.frame_burst);
+                self.fail(
+                    StompError::new("rate limit exceeded")
+                        .detail(format!(
+                            "more than {rate} frames/s (bursts of up to {burst}) from this connection"
+                        ))
+                        .reason(CloseReason::RateLimited),
+                );
+                return true;
+            }
             let was_connected = self.session.is_connected();
             match self.session.on_frame(frame, &mut self.write) {
                 Ok(Flow::Continue) => {
@@ -290,6 +327,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         true
+    }
+
+    /// Takes a token for one client frame; false when the client is over
+    /// its rate.
+    fn within_frame_rate(&mut self) -> bool {
+        let config = &self.node.config;
+        if config.max_frame_rate == 0 {
+            return true;
+        }
+        let now_ms = self.opened.elapsed().as_millis() as u32;
+        self.frame_bucket
+            .take(now_ms, config.max_frame_rate, config.frame_burst)
     }
 
     fn on_outbound(&mut self) {
@@ -373,6 +422,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             return None;
         }
+        if self.session.expires_at().is_some_and(|at| now >= at) {
+            self.fail(
+                StompError::new("token expired")
+                    .detail("the token this connection authenticated with has expired; reconnect with a fresh one")
+                    .reason(CloseReason::TokenExpired),
+            );
+            return None;
+        }
         if let Some(deadline) = self.receive_deadline() {
             if now >= deadline {
                 self.fail(
@@ -421,7 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let far = Instant::now() + Duration::from_secs(3600);
         let send = self.send_interval().map(|i| self.last_write + i);
-        [send, self.receive_deadline()]
+        [send, self.receive_deadline(), self.session.expires_at()]
             .into_iter()
             .flatten()
             .min()
@@ -474,7 +531,7 @@ mod tests {
     /// under 1 KiB. A new field or a second timer future shows up here.
     #[test]
     fn connection_future_stays_small() {
-        let node = crate::node::Node::embedded(crate::config::Config::default());
+        let node = crate::node::Node::embedded(crate::config::Config::default()).unwrap();
         let handshake = node.in_flight();
         let future = super::run(
             tokio::io::empty(),
@@ -482,6 +539,7 @@ mod tests {
             node,
             None,
             handshake,
+            super::Admission::default(),
         );
         let size = std::mem::size_of_val(&future);
         assert!(size <= 800, "connection future grew to {size} bytes");

@@ -16,12 +16,15 @@ pub mod node;
 pub mod outbound;
 pub mod registry;
 pub mod roster;
+pub mod security;
 pub mod session;
 pub mod transport;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+use transport::tls::CertificateStore;
 
 pub use config::Config;
 pub use node::Node;
@@ -30,19 +33,44 @@ pub use node::Node;
 pub struct Gateway {
     listener: TcpListener,
     node: Arc<Node>,
+    certificates: Option<Arc<CertificateStore>>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Gateway {
     /// Binds the listen address; the node is a Redis cluster member when
     /// `redis_url` is set, else it runs the embedded broker.
     pub async fn bind(config: Config) -> std::io::Result<Gateway> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let certificates = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(CertificateStore::load(cert, key).map_err(|e| invalid(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let tls = certificates
+            .as_ref()
+            .map(|c| c.acceptor())
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
         let listener = bind_listener(config.listen)?;
         let node = match config.redis_url.clone() {
-            Some(url) => Node::clustered(config, &url)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            Some(url) => Node::clustered(config, &url),
             None => Node::embedded(config),
-        };
-        Ok(Gateway { listener, node })
+        }
+        .map_err(|e| invalid(e.to_string()))?;
+        Ok(Gateway {
+            listener,
+            node,
+            certificates,
+            tls,
+        })
+    }
+
+    /// The TLS certificate store, when the gateway serves TLS itself
+    /// (reload it with [`CertificateStore::reload`], e.g. on SIGHUP).
+    pub fn certificates(&self) -> Option<&Arc<CertificateStore>> {
+        self.certificates.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -63,7 +91,14 @@ impl Gateway {
     /// Accepts connections until `stop` completes, then closes the listener
     /// (connections keep running; see [`drain::drain`]).
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        transport::server::serve(self.listener, self.node, stop).await
+        let period = self.node.config.tls_reload_ms;
+        if let (Some(certificates), true) = (self.certificates, period > 0) {
+            certificates.watch(
+                std::time::Duration::from_millis(period),
+                self.node.metrics.clone(),
+            );
+        }
+        transport::server::serve(self.listener, self.node, self.tls, stop).await
     }
 }
 

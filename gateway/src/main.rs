@@ -1,4 +1,5 @@
-//! The gateway binary: configuration, logging, serve, drain on SIGTERM.
+//! The gateway binary: configuration, logging, serve, drain on SIGTERM,
+//! reload the TLS certificate on SIGHUP.
 
 use anyhow::Context;
 use gateway::{config::LogFormat, drain, Config, Gateway};
@@ -25,8 +26,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let node = gateway.node().clone();
+    if let Some(certificates) = gateway.certificates().cloned() {
+        let mut hangups =
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let metrics = node.metrics.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                certificates.reload(true, &metrics);
+            }
+        });
+    }
     tracing::info!(
         addr = %gateway.local_addr(),
+        tls = gateway.certificates().is_some(),
+        auth = node.security.required(),
         node = %node.id,
         broker = if node.config.redis_url.is_some() { "redis" } else { "embedded" },
         "gateway listening; WebSocket endpoint /ws"

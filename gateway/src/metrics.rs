@@ -14,6 +14,8 @@ use prometheus::{
 };
 use stomp::Command;
 
+use crate::security::{Action, AuthError};
+
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -29,16 +31,28 @@ pub enum CloseReason {
     Io,
     /// The node drained it on shutdown.
     Drain,
+    /// CONNECT credentials were missing or refused.
+    Unauthorized,
+    /// A SUBSCRIBE or SEND to a destination the user has no grant for.
+    Forbidden,
+    /// The client sent frames faster than `--max-frame-rate`.
+    RateLimited,
+    /// The token the connection authenticated with expired.
+    TokenExpired,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Client,
         CloseReason::ProtocolError,
         CloseReason::SlowConsumer,
         CloseReason::Timeout,
         CloseReason::Io,
         CloseReason::Drain,
+        CloseReason::Unauthorized,
+        CloseReason::Forbidden,
+        CloseReason::RateLimited,
+        CloseReason::TokenExpired,
     ];
 
     /// The `reason` label value.
@@ -50,6 +64,10 @@ impl CloseReason {
             CloseReason::Timeout => "heartbeat_timeout",
             CloseReason::Io => "io",
             CloseReason::Drain => "drain",
+            CloseReason::Unauthorized => "unauthorized",
+            CloseReason::Forbidden => "forbidden",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -61,6 +79,37 @@ const FRAMES_OUT: [Command; 4] = [
     Command::Receipt,
     Command::Error,
 ];
+
+/// Why an upgrade request was answered with an HTTP error instead of 101.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeRejection {
+    /// 503: the node is at `--max-connections`.
+    Capacity,
+    /// 403: the `Origin` is not allowed.
+    Origin,
+    /// 429: the client IP is at `--max-connections-per-ip`.
+    PerIp,
+    /// 401: the `Authorization: Bearer` token was refused.
+    Unauthorized,
+}
+
+impl UpgradeRejection {
+    pub const ALL: [UpgradeRejection; 4] = [
+        UpgradeRejection::Capacity,
+        UpgradeRejection::Origin,
+        UpgradeRejection::PerIp,
+        UpgradeRejection::Unauthorized,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeRejection::Capacity => "capacity",
+            UpgradeRejection::Origin => "origin",
+            UpgradeRejection::PerIp => "per_ip",
+            UpgradeRejection::Unauthorized => "unauthorized",
+        }
+    }
+}
 
 /// The node's metrics. Field handles are pre-resolved series.
 pub struct Metrics {
@@ -76,7 +125,14 @@ pub struct Metrics {
     pub deliveries_queued: IntCounter,
     pub deliveries_written: IntCounter,
     pub nacks: IntCounter,
-    pub upgrades_rejected: IntCounter,
+    upgrades_rejected: Vec<IntCounter>,
+    /// `AuthError::ALL` in order, then "accepted".
+    authentications: Vec<IntCounter>,
+    /// `Action::ALL` × (allow, deny).
+    authorizations: Vec<IntCounter>,
+    pub tls_handshake_failures: IntCounter,
+    pub tls_reloads: IntCounter,
+    pub tls_reload_failures: IntCounter,
     pub delivery_latency: Histogram,
     pub write_batch: Histogram,
     pub draining: IntGauge,
@@ -175,9 +231,61 @@ impl Metrics {
                 "MESSAGE frames written to subscribers",
             ),
             nacks: counter("gateway_nacks_total", "Messages settled by NACK"),
-            upgrades_rejected: counter(
-                "gateway_upgrades_rejected_total",
-                "WebSocket upgrades refused because the node was at its connection cap",
+            upgrades_rejected: {
+                let v = counter_vec(
+                    "gateway_upgrades_rejected_total",
+                    "WebSocket upgrades refused, by reason (capacity, origin, per_ip, unauthorized)",
+                    "reason",
+                );
+                UpgradeRejection::ALL
+                    .iter()
+                    .map(|r| v.with_label_values(&[r.as_str()]))
+                    .collect()
+            },
+            authentications: {
+                let v = counter_vec(
+                    "gateway_authentications_total",
+                    "Authentication attempts (CONNECT or upgrade bearer token), by result",
+                    "result",
+                );
+                AuthError::ALL
+                    .iter()
+                    .map(|e| e.as_str())
+                    .chain(["accepted"])
+                    .map(|r| v.with_label_values(&[r]))
+                    .collect()
+            },
+            authorizations: {
+                let v = IntCounterVec::new(
+                    Opts::new(
+                        "gateway_authorization_decisions_total",
+                        "SUBSCRIBE and SEND authorization decisions for authenticated users",
+                    ),
+                    &["action", "decision"],
+                )
+                .expect("valid metric");
+                reg(Box::new(v.clone()));
+                Action::ALL
+                    .iter()
+                    .flat_map(|a| {
+                        let v = v.clone();
+                        ["allow", "deny"]
+                            .into_iter()
+                            .map(move |d| v.with_label_values(&[a.as_str(), d]))
+                    })
+                    .collect()
+            },
+            tls_handshake_failures: counter(
+                "gateway_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out",
+            ),
+            tls_reloads: counter(
+                "gateway_tls_certificate_reloads_total",
+                "Certificate reloads that installed a new certificate",
+            ),
+            tls_reload_failures: counter(
+                "gateway_tls_certificate_reload_failures_total",
+                "Certificate reloads that failed (the previous certificate stays in use)",
             ),
             delivery_latency: histogram(
                 "gateway_delivery_latency_seconds",
@@ -206,6 +314,32 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    pub fn upgrade_rejected(&self, reason: UpgradeRejection) {
+        self.upgrades_rejected[reason as usize].inc();
+    }
+
+    pub fn upgrades_rejected(&self, reason: UpgradeRejection) -> u64 {
+        self.upgrades_rejected[reason as usize].get()
+    }
+
+    /// Counts one authentication attempt.
+    pub fn authentication(&self, result: Result<(), AuthError>) {
+        let index = match result {
+            Ok(()) => AuthError::ALL.len(),
+            Err(e) => AuthError::ALL.iter().position(|a| *a == e).unwrap_or(0),
+        };
+        self.authentications[index].inc();
+    }
+
+    /// Counts one authorization decision.
+    pub fn authorization(&self, action: Action, allowed: bool) {
+        self.authorizations[action as usize * 2 + usize::from(!allowed)].inc();
+    }
+
+    pub fn authorizations(&self, action: Action, allowed: bool) -> u64 {
+        self.authorizations[action as usize * 2 + usize::from(!allowed)].get()
     }
 
     /// The registry, for components (the Redis broker) that add their own.

@@ -9,7 +9,25 @@ use broker_bridge::{
     Broker, BrokerError, EmbeddedBroker, RedisBroker, RedisOptions, ShardedRedisBroker,
 };
 
-use crate::{config::Config, fanout::Fanout, metrics::Metrics, registry::Registry, roster::Roster};
+use thiserror::Error;
+
+use crate::{
+    config::Config,
+    fanout::Fanout,
+    metrics::Metrics,
+    registry::Registry,
+    roster::Roster,
+    security::{Security, SecurityError},
+};
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+}
 
 /// Shared state handed to every connection task: configuration, the
 /// subscription registry, the broker and the counters.
@@ -19,6 +37,8 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub broker: Arc<dyn Broker>,
     pub metrics: Arc<Metrics>,
+    /// Authentication, authorization and abuse limits.
+    pub security: Security,
     /// Every live connection, for drain.
     pub connections: Roster,
     draining: AtomicBool,
@@ -30,7 +50,7 @@ pub struct Node {
 
 impl Node {
     /// A node with the embedded in-process broker.
-    pub fn embedded(config: Config) -> Arc<Node> {
+    pub fn embedded(config: Config) -> Result<Arc<Node>, NodeError> {
         let registry = Arc::new(Registry::default());
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
@@ -41,7 +61,7 @@ impl Node {
     /// A cluster member bridged through Redis (`config.redis_url`). Must be
     /// called inside a tokio runtime: the broker's tasks start at once and
     /// connect in the background.
-    pub fn clustered(mut config: Config, redis_url: &str) -> Result<Arc<Node>, BrokerError> {
+    pub fn clustered(mut config: Config, redis_url: &str) -> Result<Arc<Node>, NodeError> {
         // Fix the id now: the broker stamps it on every envelope.
         config.node_id = Some(node_id(&config).to_string());
         let registry = Arc::new(Registry::default());
@@ -59,7 +79,7 @@ impl Node {
         } else {
             Arc::new(RedisBroker::start(options, fanout, metrics.registry())?)
         };
-        Ok(Node::with_broker(config, registry, broker, metrics))
+        Node::with_broker(config, registry, broker, metrics)
     }
 
     /// A node over any broker; `registry` must be the one the broker's sink
@@ -69,22 +89,24 @@ impl Node {
         registry: Arc<Registry>,
         broker: Arc<dyn Broker>,
         metrics: Arc<Metrics>,
-    ) -> Arc<Node> {
+    ) -> Result<Arc<Node>, NodeError> {
+        let security = Security::from_config(&config)?;
         registry.attach_broker(&broker);
         metrics.max_connections.set(config.max_connections as i64);
         let id = node_id(&config);
-        Arc::new(Node {
+        Ok(Arc::new(Node {
             config,
             id,
             registry,
             broker,
             metrics,
+            security,
             connections: Roster::default(),
             draining: AtomicBool::new(false),
             in_flight: Arc::default(),
             next_message: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
-        })
+        }))
     }
 
     /// Readiness fails from now on.

@@ -29,6 +29,7 @@ use crate::{
     node::Node,
     outbound::{Delivery, Outbound},
     registry::Subscriber,
+    security::{Action, Principal},
     transport::websocket::{self, DataKind},
 };
 
@@ -92,10 +93,19 @@ pub struct Session {
     next_key: u32,
     acks: PendingAcks,
     transactions: Transactions,
+    /// The authenticated user; `None` while authentication is off (every
+    /// destination allowed) or before CONNECT.
+    principal: Option<Arc<Principal>>,
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, outbound: Arc<Outbound>, subprotocol: Option<Version>) -> Session {
+    /// `principal` is the user of a bearer token checked at the upgrade.
+    pub fn new(
+        node: Arc<Node>,
+        outbound: Arc<Outbound>,
+        subprotocol: Option<Version>,
+        principal: Option<Arc<Principal>>,
+    ) -> Session {
         Session {
             node,
             outbound,
@@ -107,7 +117,13 @@ impl Session {
             next_key: 0,
             acks: PendingAcks::default(),
             transactions: Transactions::default(),
+            principal,
         }
+    }
+
+    /// When the connection must close because its token expired.
+    pub fn expires_at(&self) -> Option<tokio::time::Instant> {
+        self.principal.as_ref().and_then(|p| p.expires_at)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -192,7 +208,8 @@ impl Session {
     }
 
     fn connect(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StompError> {
-        let config = &self.node.config;
+        let node = self.node.clone();
+        let config = &node.config;
         self.version = self.negotiate_version(frame)?;
         let client_hb = match frame.header("heart-beat") {
             None => (0, 0),
@@ -202,6 +219,7 @@ impl Session {
                 ))
             })?,
         };
+        self.authenticate(frame)?;
         let server_hb = (config.heartbeat_send_ms, config.heartbeat_recv_ms);
         self.heartbeat = heartbeat::negotiate(client_hb, server_hb);
         self.phase = Phase::Connected;
@@ -213,6 +231,48 @@ impl Session {
         self.node.metrics.frames_out(Command::Connected, 1);
         write_frame(out, &connected, self.version);
         Ok(())
+    }
+
+    /// Checks CONNECT's `login`/`passcode` when authentication is required
+    /// and the upgrade carried no bearer token.
+    fn authenticate(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let security = &self.node.security;
+        if self.principal.is_some() || !security.required() {
+            return Ok(());
+        }
+        let result = security.authenticate_connect(frame.header("login"), frame.header("passcode"));
+        self.node
+            .metrics
+            .authentication(result.as_ref().map(drop).map_err(|e| *e));
+        match result {
+            Ok(principal) => {
+                self.principal = Some(Arc::new(principal));
+                Ok(())
+            }
+            Err(e) => Err(StompError::new("authentication failed")
+                .detail(e.to_string())
+                .reason(CloseReason::Unauthorized)),
+        }
+    }
+
+    /// Whether the user may `action` on `destination`; an ERROR naming the
+    /// destination when not. Without authentication everything is allowed.
+    fn authorize(&self, action: Action, destination: &str) -> Result<(), StompError> {
+        let Some(principal) = &self.principal else {
+            return Ok(());
+        };
+        let allowed = principal.grants.allows(action, destination);
+        self.node.metrics.authorization(action, allowed);
+        if allowed {
+            return Ok(());
+        }
+        Err(StompError::new("access denied")
+            .detail(format!(
+                "user {:?} may not {action} to {destination:?}",
+                principal.user
+            ))
+            .header("destination", destination)
+            .reason(CloseReason::Forbidden))
     }
 
     /// Picks the highest version both sides speak: from `accept-version`
@@ -238,6 +298,12 @@ impl Session {
     fn send(&mut self, frame: Frame) -> Result<(), StompError> {
         let destination = required(&frame, "destination")?;
         self.check_destination(destination)?;
+        if broker_bridge::pattern::is_wildcard(destination) {
+            return Err(StompError::new("invalid destination").detail(format!(
+                "{destination:?}: SEND needs a concrete destination; * and # are for SUBSCRIBE"
+            )));
+        }
+        self.authorize(Action::Send, destination)?;
         if let Some(tx) = frame.header("transaction") {
             let tx = tx.to_string();
             let max = self.node.config.max_transaction_frames;
@@ -275,6 +341,7 @@ impl Session {
         let id = required(frame, "id")?;
         let destination = required(frame, "destination")?;
         self.check_destination(destination)?;
+        self.authorize(Action::Subscribe, destination)?;
         if broker_bridge::pattern::is_wildcard(destination)
             && !self.node.broker.supports_wildcards()
         {

@@ -1,4 +1,6 @@
-//! HTTP and WebSocket: the accept loop, routing, the upgrade, and framing.
+//! HTTP and WebSocket: the accept loop, routing, the upgrade, framing, and
+//! optional TLS.
 
 pub mod server;
+pub mod tls;
 pub mod websocket;

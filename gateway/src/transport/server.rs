@@ -18,9 +18,18 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use stomp::Version;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
-use crate::{connection, node::Node};
+use crate::{
+    connection::{self, Admission},
+    metrics::UpgradeRejection,
+    node::Node,
+    security::client_ip,
+};
 
 /// The WebSocket subprotocols we speak, best first.
 const SUBPROTOCOLS: [(&str, Version); 3] = [
@@ -36,8 +45,14 @@ type Body = Full<Bytes>;
 
 /// Accepts connections until `stop` completes, then takes whatever is
 /// already in the accept queue (so a restart with SO_REUSEPORT drops none of
-/// it) and closes the listener. Connections keep running.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Output = ()>) {
+/// it) and closes the listener. Connections keep running. With `tls`, every
+/// connection is a TLS one.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
@@ -45,69 +60,90 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
             () = &mut stop => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok((stream, peer)) => accept(stream, peer, &node, &tls),
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning; existing
                 // connections keep being served.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
             }
-        };
-        configure_socket(&stream, &node);
-        tokio::spawn(serve_http(stream, peer, node.clone()));
+        }
     }
     while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
     {
-        configure_socket(&stream, &node);
-        tokio::spawn(serve_http(stream, peer, node.clone()));
+        accept(stream, peer, &node, &tls);
     }
     tracing::info!("listener closed");
 }
 
-fn configure_socket(stream: &TcpStream, node: &Node) {
+fn accept(stream: TcpStream, peer: SocketAddr, node: &Arc<Node>, tls: &Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let size = node.config.socket_send_buffer;
     if size > 0 {
-        let _ = socket2::SockRef::from(stream).set_send_buffer_size(size);
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
+    let node = node.clone();
+    let Some(acceptor) = tls.clone() else {
+        tokio::spawn(serve_http(stream, peer, node));
+        return;
+    };
+    tokio::spawn(async move {
+        // Held through the HTTP exchange too (a drain waits for it).
+        let _in_flight = node.in_flight();
+        // The handshake shares the HTTP header deadline: a client that opens
+        // a socket and never speaks holds nothing for long.
+        match tokio::time::timeout(HTTP_HEADER_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => serve_http(tls_stream, peer, node).await,
+            Ok(Err(e)) => {
+                node.metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                node.metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, "TLS handshake timed out");
+            }
+        }
+    });
 }
 
-async fn serve_http(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) {
+async fn serve_http<I>(io: I, peer: SocketAddr, node: Arc<Node>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let _in_flight = node.in_flight();
     let service = service_fn(move |req| {
         let node = node.clone();
-        async move { Ok::<_, Infallible>(route(req, node)) }
+        async move { Ok::<_, Infallible>(route(req, node, peer)) }
     });
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HTTP_HEADER_TIMEOUT)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = connection.await {
         tracing::debug!(%peer, error = %e, "http connection ended with error");
     }
 }
 
-fn route(req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+fn route(req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Response<Body> {
     if req.method() == Method::HEAD {
         // Same headers as GET; hyper sends no body for HEAD.
         return match req.uri().path() {
             "/ws" => text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n"),
-            _ => route_get(req, node),
+            _ => route_get(req, node, peer),
         };
     }
     if req.method() != Method::GET {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
-    route_get(req, node)
+    route_get(req, node, peer)
 }
 
-fn route_get(req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+fn route_get(req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Response<Body> {
     match req.uri().path() {
-        "/ws" => upgrade(req, node),
+        "/ws" => upgrade(req, node, peer),
         "/healthz" => json(StatusCode::OK, r#"{"status":"alive"}"#.to_string()),
         "/readyz" => readiness(&node),
         "/metrics" => metrics(&node),
@@ -187,22 +223,18 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
+fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
     }
-    if !node.has_capacity() {
-        // 503 lets a load balancer retry the client on another node.
-        node.metrics.upgrades_rejected.inc();
-        let mut response = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node at connection capacity\n",
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-        return response;
-    }
+    let admission = match admit(&req, &node, peer) {
+        Ok(admission) => admission,
+        Err((reason, response)) => {
+            node.metrics.upgrade_rejected(reason);
+            tracing::debug!(%peer, reason = reason.as_str(), "upgrade refused");
+            return response;
+        }
+    };
     let subprotocol = select_subprotocol(&req);
     // Take hyper's upgrade handle ourselves before fastwebsockets validates
     // the request and builds the 101 response: its own upgrade future would
@@ -243,17 +275,31 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
                     node,
                     version,
                     handshake,
+                    admission,
                 ));
             }
-            Err(upgraded) => {
-                tokio::spawn(connection::run(
-                    TokioIo::new(upgraded),
-                    Bytes::new(),
-                    node,
-                    version,
-                    handshake,
-                ));
-            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    tokio::spawn(connection::run(
+                        parts.io.into_inner(),
+                        parts.read_buf,
+                        node,
+                        version,
+                        handshake,
+                        admission,
+                    ));
+                }
+                Err(upgraded) => {
+                    tokio::spawn(connection::run(
+                        TokioIo::new(upgraded),
+                        Bytes::new(),
+                        node,
+                        version,
+                        handshake,
+                        admission,
+                    ));
+                }
+            },
         }
     });
     let (parts, _) = response.into_parts();
@@ -264,6 +310,82 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>) -> Response<Body> {
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
     }
     response
+}
+
+/// The checks an upgrade passes before its 101, cheapest first: origin,
+/// node capacity, connections per client IP, then the bearer token (a
+/// signature check costs the most, so it comes last).
+fn admit<B>(
+    req: &Request<B>,
+    node: &Node,
+    peer: SocketAddr,
+) -> Result<Admission, (UpgradeRejection, Response<Body>)> {
+    let security = &node.security;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if !security.origins.allows(header("origin"), header("host")) {
+        return Err((
+            UpgradeRejection::Origin,
+            text(StatusCode::FORBIDDEN, "origin not allowed\n"),
+        ));
+    }
+    if !node.has_capacity() {
+        // 503 lets a load balancer retry the client on another node.
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node at connection capacity\n",
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        return Err((UpgradeRejection::Capacity, response));
+    }
+    let ip_slot = match &security.per_ip {
+        None => None,
+        Some(limiter) => {
+            let forwarded: Vec<&str> = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let ip = client_ip(peer.ip(), &forwarded, &security.trusted_proxies);
+            let Some(slot) = limiter.try_acquire(ip) else {
+                let mut response = text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address\n",
+                );
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("10"));
+                return Err((UpgradeRejection::PerIp, response));
+            };
+            Some(slot)
+        }
+    };
+    let bearer = header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    });
+    let principal = match bearer {
+        Some(token) if security.required() => match security.authenticate_token(token.trim()) {
+            Ok(principal) => {
+                node.metrics.authentication(Ok(()));
+                Some(Arc::new(principal))
+            }
+            Err(e) => {
+                node.metrics.authentication(Err(e));
+                let mut response = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                response.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+                return Err((UpgradeRejection::Unauthorized, response));
+            }
+        },
+        _ => None,
+    };
+    Ok(Admission { principal, ip_slot })
 }
 
 /// The best STOMP subprotocol the client offered, if any.
