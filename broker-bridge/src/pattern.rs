@@ -117,7 +117,8 @@ pub fn covers(grant: &str, requested: &str) -> bool {
                 // `*` is exactly one segment: the requested one must be
                 // exactly one segment as well.
                 Segment::One => {
-                    matches!(next, Some(Segment::Literal(_) | Segment::One)) && covered[i + 1][j + 1]
+                    matches!(next, Some(Segment::Literal(_) | Segment::One))
+                        && covered[i + 1][j + 1]
                 }
                 Segment::Literal(text) => {
                     matches!(next, Some(Segment::Literal(t)) if t == text) && covered[i + 1][j + 1]
@@ -225,7 +226,14 @@ mod tests {
     #[test]
     fn covers_agrees_with_matching_on_concrete_destinations() {
         let grants = ["/topic/chat.*", "/topic/a.#.z", "/topic/#", "/topic/*.b.#"];
-        let destinations = ["/topic/chat.x", "/topic/a.z", "/topic/a.q.r.z", "/topic/x.b", "/topic/x.b.c.d", "/topic/chat"];
+        let destinations = [
+            "/topic/chat.x",
+            "/topic/a.z",
+            "/topic/a.q.r.z",
+            "/topic/x.b",
+            "/topic/x.b.c.d",
+            "/topic/chat",
+        ];
         for grant in grants {
             for destination in destinations {
                 assert_eq!(

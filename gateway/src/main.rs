@@ -27,8 +27,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let node = gateway.node().clone();
     if let Some(certificates) = gateway.certificates().cloned() {
-        let mut hangups =
-            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let metrics = node.metrics.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {

@@ -106,7 +106,12 @@ async fn connection_cap_refuses_upgrades_with_503_and_fails_readiness() {
         r.starts_with("HTTP/1.1 503") && r.contains("at_capacity"),
         "{r}"
     );
-    assert_eq!(gw.node.metrics.upgrades_rejected(gateway::metrics::UpgradeRejection::Capacity), 1);
+    assert_eq!(
+        gw.node
+            .metrics
+            .upgrades_rejected(gateway::metrics::UpgradeRejection::Capacity),
+        1
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod support;
 
 use std::path::PathBuf;
 
+use support::pki::{TempDir, TestCa};
 use tokio::process::Command;
 
 fn repo_root() -> PathBuf {
@@ -17,16 +18,32 @@ fn repo_root() -> PathBuf {
 
 /// Runs one check script against a fresh gateway and asserts it passed.
 async fn run_check(program: PathBuf, script: &str, ok_line: &str) {
+    run_check_with(program, script, ok_line, &[], "ws", &[]).await
+}
+
+/// [`run_check`] with extra gateway flags, a URL scheme and script arguments.
+async fn run_check_with(
+    program: PathBuf,
+    script: &str,
+    ok_line: &str,
+    flags: &[&str],
+    scheme: &str,
+    args: &[&str],
+) {
     assert!(
         program.exists() || program.components().count() == 1,
         "{} is missing: run scripts/install-interop-deps (scripts/test does)",
         program.display()
     );
     // Short heart-beats so the checks also see real server heart-beats.
-    let gw = support::start(&["--heartbeat-send-ms", "1000", "--heartbeat-recv-ms", "1000"]).await;
-    let url = format!("ws://{}/ws", gw.addr);
+    let mut all_flags = vec!["--heartbeat-send-ms", "1000", "--heartbeat-recv-ms", "1000"];
+    all_flags.extend_from_slice(flags);
+    let gw = support::start(&all_flags).await;
+    // `localhost`, the name the TLS test certificate carries.
+    let url = format!("{scheme}://localhost:{}/ws", gw.addr.port());
     let output = Command::new(&program)
         .arg(repo_root().join("tests/interop").join(script))
+        .args(args)
         .arg(&url)
         .kill_on_drop(true)
         .output();
@@ -47,6 +64,54 @@ async fn run_check(program: PathBuf, script: &str, ok_line: &str) {
 async fn stomp_py_websocket_client() {
     let python = repo_root().join(".venv-interop/bin/python");
     run_check(python, "stomppy_check.py", "stomp.py interop: OK").await;
+}
+
+/// stomp.py over wss:// (TLS served by the gateway, verified against a test
+/// CA) with a JWT as its CONNECT passcode, as a production client connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_over_wss_with_a_jwt_passcode() {
+    let dir = TempDir::new("interop-wss");
+    let ca = TestCa::new();
+    let issued = ca.issue("interop");
+    let cert = dir.write("server.crt", &issued.cert_pem);
+    let key = dir.write("server.key", &issued.key_pem);
+    let ca_file = dir.write("ca.pem", ca.pem());
+    let secret = "interop-secret-0123456789abcdef";
+    let secret_file = dir.write("jwt.secret", secret);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({
+        "sub": "py-client",
+        "exp": exp,
+        "stomp": { "sub": ["/topic/interop.py.*"], "send": ["/topic/interop.py.*"] },
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let python = repo_root().join(".venv-interop/bin/python");
+    let script_args = ["--ca", ca_file.as_str(), "--passcode", token.as_str()];
+    run_check_with(
+        python,
+        "stomppy_check.py",
+        "stomp.py interop: OK",
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--jwt-secret-file",
+            &secret_file,
+        ],
+        "wss",
+        &script_args,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

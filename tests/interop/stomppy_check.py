@@ -3,6 +3,7 @@
 
 Usage:
     python3 stomppy_check.py [-v] [--idle SECONDS] ws://127.0.0.1:PORT/ws
+    python3 stomppy_check.py --ca ca.pem --passcode JWT wss://localhost:PORT/ws
 
 Install the client first with scripts/install-interop-deps and run this with
 .venv-interop/bin/python (or any python that has stomp.py >= 8.1).
@@ -224,10 +225,15 @@ class Recorder(stomp.ConnectionListener):
                       f"RECEIPT {receipt_id!r} for {what}", allow_disconnected=allow_disconnected)
 
 
+# Set from the command line: TLS trust anchor and CONNECT credentials.
+OPTIONS = {"ca": None, "login": None, "passcode": None, "tls": False}
+
+
 def parse_url(url):
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "ws":
-        fail(f"unsupported URL {url!r}: expected ws://HOST:PORT/PATH")
+    if parts.scheme not in ("ws", "wss"):
+        fail(f"unsupported URL {url!r}: expected ws://HOST:PORT/PATH or wss://HOST:PORT/PATH")
+    OPTIONS["tls"] = parts.scheme == "wss"
     if not parts.hostname or not parts.port:
         fail(f"URL {url!r} must name a host and a port")
     path = parts.path or "/"
@@ -248,13 +254,17 @@ def open_connection(name, host, port, path, offer_subprotocols, use_connect_comm
         # so connecting is bounded by run_bounded() instead
         timeout=None,
     )
+    if OPTIONS["tls"]:
+        # wss://: verify the server against the given CA (hostname included).
+        conn.set_ssl(for_hosts=[(host, port)], ca_certs=OPTIONS["ca"])
     rec = Recorder(name)
     rec.conn = conn
     conn.set_listener("recorder", rec)
 
     def do_connect():
         try:
-            conn.connect(wait=False, with_connect_command=use_connect_command)
+            conn.connect(username=OPTIONS["login"], passcode=OPTIONS["passcode"],
+                         wait=False, with_connect_command=use_connect_command)
         except stomp.exception.ConnectFailedException:
             why = LAST_WARNING.last or "no details"
             if len(why) > 300:
@@ -342,7 +352,11 @@ def main():
     ap.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
                     help="before disconnecting, keep both connections idle this long (heart-beats "
                          "only) and check they survive (default 0, at most 60)")
+    ap.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) to verify a wss:// server with")
+    ap.add_argument("--login", help="CONNECT login header")
+    ap.add_argument("--passcode", help="CONNECT passcode header (a JWT, for a gateway that requires one)")
     args = ap.parse_args()
+    OPTIONS.update(ca=args.ca, login=args.login, passcode=args.passcode)
     if not 0 <= args.idle <= 60:
         ap.error("--idle must be between 0 and 60 seconds")
 

@@ -1,11 +1,7 @@
 //! The client's IP address behind trusted proxies, and the per-IP
 //! connection limit.
 
-use std::{
-    net::IpAddr,
-    str::FromStr,
-    sync::Arc,
-};
+use std::{net::IpAddr, str::FromStr, sync::Arc};
 
 use dashmap::DashMap;
 
@@ -156,7 +152,10 @@ mod tests {
         assert!(c.contains(ip("::ffff:10.0.0.9")), "IPv4-mapped");
         assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains(ip("8.8.8.8")));
         assert!("fd00::/8".parse::<Cidr>().unwrap().contains(ip("fd12::1")));
-        assert!("127.0.0.1".parse::<Cidr>().unwrap().contains(ip("127.0.0.1")));
+        assert!("127.0.0.1"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains(ip("127.0.0.1")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
     }
@@ -165,11 +164,18 @@ mod tests {
     fn forwarded_for_is_only_believed_from_trusted_proxies() {
         let trusted = ["10.0.0.0/8".parse().unwrap()];
         // Untrusted peer: the header is ignored.
-        assert_eq!(client_ip(ip("203.0.113.7"), &["1.2.3.4"], &trusted), ip("203.0.113.7"));
+        assert_eq!(
+            client_ip(ip("203.0.113.7"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.7")
+        );
         // Trusted peer: the right-most untrusted entry is the client, even
         // when the client prepended a forged one.
         assert_eq!(
-            client_ip(ip("10.0.1.1"), &["6.6.6.6, 198.51.100.9, 10.0.2.2"], &trusted),
+            client_ip(
+                ip("10.0.1.1"),
+                &["6.6.6.6, 198.51.100.9, 10.0.2.2"],
+                &trusted
+            ),
             ip("198.51.100.9")
         );
         // Several header lines read as one list.
@@ -180,7 +186,10 @@ mod tests {
         // No header: the proxy itself.
         assert_eq!(client_ip(ip("10.0.1.1"), &[], &trusted), ip("10.0.1.1"));
         // Garbage stops the walk at the last trustworthy address.
-        assert_eq!(client_ip(ip("10.0.1.1"), &["junk"], &trusted), ip("10.0.1.1"));
+        assert_eq!(
+            client_ip(ip("10.0.1.1"), &["junk"], &trusted),
+            ip("10.0.1.1")
+        );
     }
 
     #[test]
@@ -190,7 +199,10 @@ mod tests {
         let first = limiter.try_acquire(a).unwrap();
         let _second = limiter.try_acquire(a).unwrap();
         assert!(limiter.try_acquire(a).is_none());
-        assert!(limiter.try_acquire(ip("192.0.2.2")).is_some(), "other IPs unaffected");
+        assert!(
+            limiter.try_acquire(ip("192.0.2.2")).is_some(),
+            "other IPs unaffected"
+        );
         drop(first);
         assert_eq!(limiter.open(a), 1);
         assert!(limiter.try_acquire(a).is_some());

@@ -215,9 +215,11 @@ mod tests {
     #[test]
     fn jwt_shape() {
         assert!(looks_like_jwt("eyJh.eyJz.c2ln"));
-        assert!(looks_like_jwt("eyJh.eyJz."), "unsigned shape still goes to the verifier");
+        assert!(
+            looks_like_jwt("eyJh.eyJz."),
+            "unsigned shape still goes to the verifier"
+        );
         assert!(!looks_like_jwt("plain passcode"));
         assert!(!looks_like_jwt("a.b"));
     }
-
 }

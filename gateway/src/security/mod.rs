@@ -125,7 +125,11 @@ impl Security {
     pub fn from_config(config: &Config) -> Result<Security, SecurityError> {
         let mut secret = config.jwt_secret.as_ref().map(|s| s.0.clone());
         if let Some(path) = &config.jwt_secret_file {
-            secret = Some(read_secret_file(path)?.trim_end_matches(['\r', '\n']).to_string());
+            secret = Some(
+                read_secret_file(path)?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            );
         }
         let jwt = if secret.is_some() || !config.jwt_public_key.is_empty() {
             let rules = Rules {
@@ -194,7 +198,9 @@ impl Security {
         login: Option<&str>,
         passcode: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        let passcode = passcode.filter(|p| !p.is_empty()).ok_or(AuthError::Missing)?;
+        let passcode = passcode
+            .filter(|p| !p.is_empty())
+            .ok_or(AuthError::Missing)?;
         if self.jwt.is_some() && jwt::looks_like_jwt(passcode) {
             return self.authenticate_token(passcode);
         }

@@ -28,7 +28,7 @@ use crate::{
     connection::{self, Admission},
     metrics::UpgradeRejection,
     node::Node,
-    security::client_ip,
+    security::{client_ip, AuthError},
 };
 
 /// The WebSocket subprotocols we speak, best first.
@@ -229,10 +229,11 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
     }
     let admission = match admit(&req, &node, peer) {
         Ok(admission) => admission,
-        Err((reason, response)) => {
+        Err(refusal) => {
+            let reason = refusal.reason();
             node.metrics.upgrade_rejected(reason);
             tracing::debug!(%peer, reason = reason.as_str(), "upgrade refused");
-            return response;
+            return refusal.response();
         }
     };
     let subprotocol = select_subprotocol(&req);
@@ -312,32 +313,73 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
     response
 }
 
+/// Why an upgrade gets an HTTP error instead of its 101.
+enum Refusal {
+    Origin,
+    Capacity,
+    PerIp,
+    Unauthorized(AuthError),
+}
+
+impl Refusal {
+    fn reason(&self) -> UpgradeRejection {
+        match self {
+            Refusal::Origin => UpgradeRejection::Origin,
+            Refusal::Capacity => UpgradeRejection::Capacity,
+            Refusal::PerIp => UpgradeRejection::PerIp,
+            Refusal::Unauthorized(_) => UpgradeRejection::Unauthorized,
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        let (status, header, body) = match self {
+            Refusal::Origin => (
+                StatusCode::FORBIDDEN,
+                None,
+                "origin not allowed\n".to_string(),
+            ),
+            // 503 lets a load balancer retry the client on another node.
+            Refusal::Capacity => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(("retry-after", "1")),
+                "node at connection capacity\n".to_string(),
+            ),
+            Refusal::PerIp => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(("retry-after", "10")),
+                "too many connections from this address\n".to_string(),
+            ),
+            Refusal::Unauthorized(e) => (
+                StatusCode::UNAUTHORIZED,
+                Some(("www-authenticate", r#"Bearer error="invalid_token""#)),
+                format!("{e}\n"),
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some((name, value)) = header {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
 /// The checks an upgrade passes before its 101, cheapest first: origin,
 /// node capacity, connections per client IP, then the bearer token (a
 /// signature check costs the most, so it comes last).
-fn admit<B>(
-    req: &Request<B>,
-    node: &Node,
-    peer: SocketAddr,
-) -> Result<Admission, (UpgradeRejection, Response<Body>)> {
+fn admit<B>(req: &Request<B>, node: &Node, peer: SocketAddr) -> Result<Admission, Refusal> {
     let security = &node.security;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if !security.origins.allows(header("origin"), header("host")) {
-        return Err((
-            UpgradeRejection::Origin,
-            text(StatusCode::FORBIDDEN, "origin not allowed\n"),
-        ));
+        return Err(Refusal::Origin);
     }
     if !node.has_capacity() {
-        // 503 lets a load balancer retry the client on another node.
-        let mut response = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node at connection capacity\n",
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-        return Err((UpgradeRejection::Capacity, response));
+        return Err(Refusal::Capacity);
     }
     let ip_slot = match &security.per_ip {
         None => None,
@@ -349,17 +391,7 @@ fn admit<B>(
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             let ip = client_ip(peer.ip(), &forwarded, &security.trusted_proxies);
-            let Some(slot) = limiter.try_acquire(ip) else {
-                let mut response = text(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections from this address\n",
-                );
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("10"));
-                return Err((UpgradeRejection::PerIp, response));
-            };
-            Some(slot)
+            Some(limiter.try_acquire(ip).ok_or(Refusal::PerIp)?)
         }
     };
     let bearer = header("authorization").and_then(|v| {
@@ -367,22 +399,12 @@ fn admit<B>(
             .or_else(|| v.strip_prefix("bearer "))
     });
     let principal = match bearer {
-        Some(token) if security.required() => match security.authenticate_token(token.trim()) {
-            Ok(principal) => {
-                node.metrics.authentication(Ok(()));
-                Some(Arc::new(principal))
-            }
-            Err(e) => {
-                node.metrics.authentication(Err(e));
-                let mut response = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
-                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                response.headers_mut().insert(
-                    "www-authenticate",
-                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-                );
-                return Err((UpgradeRejection::Unauthorized, response));
-            }
-        },
+        Some(token) if security.required() => {
+            let result = security.authenticate_token(token.trim());
+            node.metrics
+                .authentication(result.as_ref().map(drop).map_err(|e| *e));
+            Some(Arc::new(result.map_err(Refusal::Unauthorized)?))
+        }
         _ => None,
     };
     Ok(Admission { principal, ip_slot })

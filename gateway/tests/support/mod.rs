@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod redis;
 
 use std::{net::SocketAddr, time::Duration};
@@ -61,8 +62,12 @@ pub struct WsMessage {
     pub payload: Vec<u8>,
 }
 
+/// A client's byte stream: plain TCP or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
     decoder: Decoder,
     /// STOMP bytes received but not yet decoded.
@@ -123,19 +128,48 @@ impl Client {
                 .set_recv_buffer_size(size)
                 .map_err(|e| format!("rcvbuf: {e}"))?;
         }
-        let mut stream = socket
+        let stream = socket
             .connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        let mut headers = Vec::new();
+        let offered = protocols.join(", ");
+        if !protocols.is_empty() {
+            headers.push(("Sec-WebSocket-Protocol", offered.as_str()));
+        }
+        Client::upgrade(Box::new(stream), &addr.to_string(), &headers).await
+    }
+
+    /// Opens a WebSocket whose upgrade request carries extra `headers`
+    /// (Origin, Authorization, X-Forwarded-For…); `Err` holds the HTTP
+    /// response head when the server refused.
+    pub async fn open_with_headers(
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        timeout(
+            WAIT,
+            Client::upgrade(Box::new(stream), &addr.to_string(), headers),
+        )
+        .await
+        .map_err(|_| "upgrade timeout".to_string())?
+    }
+
+    /// Sends the upgrade request over `stream` and reads the response.
+    pub async fn upgrade(
+        mut stream: Box<dyn Io>,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, String> {
         let mut req = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         );
-        if !protocols.is_empty() {
-            req.push_str(&format!(
-                "Sec-WebSocket-Protocol: {}\r\n",
-                protocols.join(", ")
-            ));
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
         }
         req.push_str("\r\n");
         stream
