@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use loadtest::{
     client::Target,
     limits,
-    scenario::{connect, fanout, Common},
+    scenario::{chat, connect, fanout, Common},
 };
 
 #[global_allocator]
@@ -99,6 +99,39 @@ enum Scenario {
         #[arg(long, default_value = "/topic/loadtest.")]
         destination_prefix: String,
     },
+    /// A realistic chat mix: Zipf room popularity, users in several rooms on
+    /// one connection each, typing at human speed (open loop), and churn;
+    /// reports delivery latency, loss and gaps, reconnects.
+    Chat {
+        /// Users (one connection each).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Rooms.
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Rooms each user joins.
+        #[arg(long, default_value_t = 3)]
+        rooms_per_user: usize,
+        /// Zipf exponent of room popularity (0 = uniform).
+        #[arg(long, default_value_t = 1.0)]
+        zipf: f64,
+        /// Mean seconds between two messages of one user (exponentially
+        /// distributed): users × (1 / think time) messages per second.
+        #[arg(long, default_value_t = 5.0)]
+        think_time: f64,
+        /// Users disconnected and reconnected per second.
+        #[arg(long, default_value_t = 10.0)]
+        churn: f64,
+        /// Message body size in bytes.
+        #[arg(long, default_value_t = 80)]
+        size: usize,
+        /// Rooms are this prefix plus the room number.
+        #[arg(long, default_value = "/topic/chat.")]
+        destination_prefix: String,
+        /// Seed of room choices and timings (runs are repeatable).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             publishers,
             ..
         } => subscribers + publishers,
+        Scenario::Chat { users, .. } => *users,
     };
     let fd_limit = limits::raise_fd_limit();
     let source_ips = if args.source_ips == 0 {
@@ -167,6 +201,31 @@ fn main() -> anyhow::Result<()> {
                     rate,
                     size,
                     destination_prefix,
+                })
+                .await
+            }
+            Scenario::Chat {
+                users,
+                rooms,
+                rooms_per_user,
+                zipf,
+                think_time,
+                churn,
+                size,
+                destination_prefix,
+                seed,
+            } => {
+                chat::run(chat::ChatConfig {
+                    common,
+                    users,
+                    rooms,
+                    rooms_per_user,
+                    zipf,
+                    think_time: Duration::from_secs_f64(think_time.max(0.001)),
+                    churn,
+                    size,
+                    destination_prefix,
+                    seed,
                 })
                 .await
             }

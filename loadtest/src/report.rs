@@ -36,6 +36,8 @@ pub struct Report {
     pub timeline: Vec<crate::scenario::Sample>,
     /// Delivery latency by percentile, (percentile, ms), for plots.
     pub latency_curve: Vec<(f64, f64)>,
+    /// Room, churn and typing figures of the chat scenario.
+    pub chat: Option<crate::scenario::chat::ChatFigures>,
 }
 
 impl Report {
@@ -91,6 +93,22 @@ impl Report {
                 format!(
                     "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
                     l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+                ),
+            ));
+        }
+        if let Some(c) = &self.chat {
+            rows.push((
+                "users / rooms".into(),
+                format!(
+                    "{} users in {} rooms each, {} rooms (largest {} members, smallest {})",
+                    c.users, c.rooms_per_user, c.rooms, c.largest_room, c.smallest_room
+                ),
+            ));
+            rows.push((
+                "churn".into(),
+                format!(
+                    "{} reconnects ({} failed) over {} users, {} messages not typed while offline",
+                    c.reconnects, c.reconnect_failures, c.churned_users, c.skipped_offline
                 ),
             ));
         }

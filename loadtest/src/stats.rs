@@ -33,6 +33,21 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A stream joined midway: `first` is the first sequence number this
+    /// subscriber can expect (earlier ones were sent before it joined).
+    pub fn joined_at(first: u64) -> Stream {
+        Stream {
+            next: first,
+            ..Stream::default()
+        }
+    }
+
+    /// Messages missing between the first and the last one seen: losses
+    /// even for a subscriber that left before the stream ended.
+    pub fn gaps(&self) -> u64 {
+        self.missing.len() as u64
+    }
+
     pub fn observe(&mut self, seq: u64) {
         if seq == self.next {
             self.next += 1;
@@ -171,6 +186,16 @@ mod tests {
         assert_eq!(s.out_of_order, 1);
         assert_eq!(s.duplicates, 2);
         assert_eq!(s.lost(6), 1);
+    }
+
+    #[test]
+    fn a_stream_joined_midway_counts_only_gaps_after_joining() {
+        let mut s = Stream::joined_at(40);
+        for seq in [40, 41, 43, 44] {
+            s.observe(seq);
+        }
+        assert_eq!(s.gaps(), 1, "42 is missing");
+        assert_eq!(s.received, 4);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{
 use bytes::{Buf, BytesMut};
 use loadtest::{
     client::Target,
-    scenario::{connect, fanout, Common},
+    scenario::{chat, connect, fanout, Common},
 };
 use stomp::{Command, Decoder, Frame, Item, Version};
 use tokio::{
@@ -77,6 +77,41 @@ async fn fanout_against_the_gateway_loses_nothing() {
         report.deliveries_per_s
     );
     assert_eq!(report.connections.opened, 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_with_churn_against_the_gateway_loses_nothing() {
+    let url = gateway().await;
+    let report = chat::run(chat::ChatConfig {
+        common: common(&url, 3.0),
+        users: 300,
+        rooms: 20,
+        rooms_per_user: 3,
+        zipf: 1.0,
+        think_time: Duration::from_millis(500),
+        churn: 20.0,
+        size: 64,
+        destination_prefix: "/topic/chat.".into(),
+        seed: 42,
+    })
+    .await;
+    let c = report.chat.clone().unwrap();
+    let d = report.deliveries.clone().unwrap();
+    assert_eq!(report.connections.opened, 300, "{:?}", report.connections);
+    // 300 users typing every 0.5 s on average for 3 s: about 1,800 messages.
+    let typed = report.published + c.skipped_offline;
+    assert!((1300..=2300).contains(&typed), "{typed}");
+    assert!(c.reconnects >= 50 && c.reconnect_failures == 0, "{c:?}");
+    assert!(c.churned_users > 0 && c.churned_users < 300, "{c:?}");
+    assert!(c.largest_room > 2 * c.smallest_room, "Zipf rooms: {c:?}");
+    assert!(
+        d.expected > report.published,
+        "fan-out to several members: {d:?}"
+    );
+    assert_eq!((d.lost, d.duplicates, d.out_of_order), (0, 0, 0), "{d:?}");
+    assert!(d.received > 0 && d.received <= d.expected, "{d:?}");
+    let l = report.delivery_latency.unwrap();
+    assert!(l.count > 0 && l.p50_ms <= l.p99_ms, "{l:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,6 +270,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         server_rss_kib_before: rss_before,
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: None,
+        chat: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Load scenarios.
 
+pub mod chat;
 pub mod connect;
 pub mod fanout;
 
