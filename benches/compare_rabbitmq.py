@@ -42,13 +42,28 @@ def start_rabbitmq():
                        check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(["rabbitmq-plugins", "enable", "--offline", "rabbitmq_web_stomp"],
                    check=True, stdout=subprocess.DEVNULL)
-    if not wait_port(15674, 1):
-        subprocess.Popen(["rabbitmq-server"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_port(15674):
-            sys.exit("rabbitmq web-stomp did not start on 15674")
+    # A fresh node for every comparison: a node that once ran out of file
+    # descriptors stays broken (its memory monitor crashes and takes every
+    # queue with it), which is what made the first comparison meaningless.
+    stop_rabbitmq()
+    # Debian's wrapper starts the node through `su`, whose PAM session drops
+    # the open-file limit to 1024: 1,000 connections then exhaust it. Give it
+    # the same limit as the gateway (the hard limit), as the Debian systemd
+    # unit does with LimitNOFILE.
+    subprocess.Popen(["su", "rabbitmq", "-s", "/bin/sh", "-c",
+                      "ulimit -n $(ulimit -Hn); exec /usr/lib/rabbitmq/bin/rabbitmq-server"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(15674):
+        sys.exit("rabbitmq web-stomp did not start on 15674")
     time.sleep(2)
     pid = subprocess.run(["pgrep", "-f", "beam.smp.*rabbit"], capture_output=True, text=True).stdout.split()
     return int(pid[0]) if pid else None
+
+
+def stop_rabbitmq():
+    subprocess.run(["rabbitmqctl", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["pkill", "-f", "beam.smp.*rabbit"], stdout=subprocess.DEVNULL)
+    time.sleep(2)
 
 
 def start_gateway(port):
@@ -101,12 +116,17 @@ def main():
             for rate in [int(r) for r in args.rates.split(",")]:
                 r = loadtest(url, extra + ["--duration", args.duration],
                              ["fanout", "--subscribers", str(args.subscribers), "--topics", str(args.topics),
-                              "--publishers", "10", "--rate", str(rate), "--size", "100"])
+                              "--publishers", "10", "--rate", str(rate), "--size", "100"], pid)
                 if sustained(r, rate, args.subscribers, args.topics):
                     best[name] = rate
                 rows.append((f"fanout {rate}/s: deliveries/s", name, r["deliveries_per_s"]))
                 rows.append((f"fanout {rate}/s: p99 ms", name, r["delivery_latency"]["p99_ms"]))
                 rows.append((f"fanout {rate}/s: lost", name, r["deliveries"]["lost"]))
+                cpu = r.get("cpu") or {}
+                rows.append((f"fanout {rate}/s: server CPU µs/delivery", name,
+                             cpu.get("server_us_per_delivery") or 0))
+                rows.append((f"fanout {rate}/s: loadtest CPU µs/message", name,
+                             cpu.get("loadtest_us_per_message") or 0))
                 time.sleep(2)
             r = loadtest(url, extra + ["--duration", "5", "--connect-rate", "2000"],
                          ["connect", "--connections", str(args.idle), "--subscribe", "/topic/idle.room"], pid)
@@ -118,7 +138,7 @@ def main():
             if name == "gateway":
                 server.kill()
             else:
-                subprocess.run(["rabbitmqctl", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stop_rabbitmq()
 
     table = {}
     for metric, name, value in rows:

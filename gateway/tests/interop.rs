@@ -76,7 +76,7 @@ async fn stomp_py_over_wss_with_a_jwt_passcode() {
     let cert = dir.write("server.crt", &issued.cert_pem);
     let key = dir.write("server.key", &issued.key_pem);
     let ca_file = dir.write("ca.pem", ca.pem());
-    let secret = "interop-secret-0123456789abcdef";
+    let secret = "interop-secret-0123456789abcdef-0123456789";
     let secret_file = dir.write("jwt.secret", secret);
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

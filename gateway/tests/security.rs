@@ -114,6 +114,24 @@ async fn hs256_token_as_connect_passcode_is_accepted() {
 }
 
 #[tokio::test]
+async fn short_or_empty_hmac_secrets_are_refused_at_start() {
+    let dir = TempDir::new("weak");
+    for secret in ["", "\n", "short-secret"] {
+        let path = dir.write("weak.secret", secret);
+        let config = gateway::Config::load_from([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret-file",
+            &path,
+        ])
+        .unwrap();
+        let err = gateway::Gateway::bind(config).await.err().expect("refused");
+        assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn rs256_token_verified_with_a_pem_public_key() {
     let dir = TempDir::new("rs256");
     let key = dir.write("rsa.pub", RSA_PUBLIC);

@@ -5,6 +5,7 @@
 //! The binary (`main.rs`) is the command line around them.
 
 pub mod client;
+pub mod cpu;
 pub mod limits;
 pub mod plot;
 pub mod report;

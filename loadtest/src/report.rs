@@ -38,6 +38,8 @@ pub struct Report {
     pub latency_curve: Vec<(f64, f64)>,
     /// Room, churn and typing figures of the chat scenario.
     pub chat: Option<crate::scenario::chat::ChatFigures>,
+    /// CPU of the tool per received message and of the server per delivery.
+    pub cpu: Option<crate::cpu::CpuFigures>,
 }
 
 impl Report {
@@ -109,6 +111,19 @@ impl Report {
                 format!(
                     "{} reconnects ({} failed) over {} users, {} messages not typed while offline",
                     c.reconnects, c.reconnect_failures, c.churned_users, c.skipped_offline
+                ),
+            ));
+        }
+        if let Some(cpu) = &self.cpu {
+            let server = match (cpu.server_cpu_s, cpu.server_us_per_delivery) {
+                (Some(s), Some(per)) => format!("; server {s:.2} s = {per:.2} µs per delivery"),
+                _ => String::new(),
+            };
+            rows.push((
+                "CPU".into(),
+                format!(
+                    "loadtest {:.2} s = {:.2} µs per received message{server}",
+                    cpu.loadtest_cpu_s, cpu.loadtest_us_per_message
                 ),
             ));
         }

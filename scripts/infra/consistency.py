@@ -10,9 +10,12 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
      health check interval x unhealthy threshold < drain delay
      lifecycle hook        >= drain delay + drain window + 15 s
      health check path     == /readyz
+     frame burst           >= 1 when the frame rate is limited
 2. terraform/envs/prod/main.tf passes each of them on to the modules that
-   use them (so a module default cannot silently win).
-3. ansible/group_vars (gateway.yml, api.yml) carry the same values, and the
+   use them (so a module default cannot silently win), and makes the VPC
+   CIDR the gateway's trusted proxy (the ALB lives in the public subnets).
+3. ansible/group_vars (gateway.yml, api.yml) carry the same values (the
+   security limits too, and gateway_trusted_proxies == [vpc_cidr]), and the
    systemd stop timeout fits between the drain time and the lifecycle hook.
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
@@ -44,11 +47,18 @@ CONTRACT = {
     "gateway_health_check_unhealthy_threshold": int,
     "gateway_lifecycle_hook_seconds": int,
     "gateway_max_connections": int,
+    "gateway_max_connections_per_ip": int,
+    "gateway_max_frame_rate": int,
+    "gateway_frame_burst": int,
+    "vpc_cidr": str,
     "api_port": int,
 }
 
 # module -> {module argument: root variable} that envs/prod/main.tf must pass.
 WIRING = {
+    "network": {
+        "vpc_cidr": "vpc_cidr",
+    },
     "edge": {
         "idle_timeout_seconds": "alb_idle_timeout_seconds",
         "gateway_heartbeat_ms": "gateway_heartbeat_ms",
@@ -70,7 +80,20 @@ WIRING = {
         "gateway_affinity_cookie": "gateway_affinity_cookie",
         "gateway_lifecycle_hook_seconds": "gateway_lifecycle_hook_seconds",
         "gateway_max_connections": "gateway_max_connections",
+        "gateway_max_connections_per_ip": "gateway_max_connections_per_ip",
+        "gateway_max_frame_rate": "gateway_max_frame_rate",
+        "gateway_frame_burst": "gateway_frame_burst",
         "api_port": "api_port",
+    },
+}
+
+# module -> {module argument: the exact expression} for wiring that is not a
+# plain root variable. python-hcl2 renders a one-element list as its element
+# (see unwrap).
+WIRING_EXPR = {
+    "compute": {
+        # The ALB is in the VPC's public subnets: trust X-Forwarded-For from the VPC.
+        "gateway_trusted_proxies": "${module.network.vpc_cidr}",
     },
 }
 
@@ -151,6 +174,9 @@ def check_rules(tf: dict) -> None:
                 f"lifecycle hook {tf['gateway_lifecycle_hook_seconds']} s < "
                 f"drain time {tf[delay] + tf[window]} s + 15 s"
             )
+    if have("gateway_max_frame_rate", "gateway_frame_burst"):
+        if tf["gateway_max_frame_rate"] > 0 and tf["gateway_frame_burst"] < 1:
+            problem("gateway_frame_burst must be at least 1 when gateway_max_frame_rate is set")
     if have("gateway_health_check_path") and tf["gateway_health_check_path"] != "/readyz":
         problem(
             f"gateway health check path is {tf['gateway_health_check_path']!r}, "
@@ -171,6 +197,12 @@ def check_wiring() -> None:
             got = unwrap(body.get(arg))
             if got != f"${{var.{var}}}":
                 problem(f"terraform/envs/prod/main.tf: module {module} must get {arg} = var.{var} (got {got!r})")
+    for module, args in WIRING_EXPR.items():
+        body = modules.get(module) or {}
+        for arg, want in args.items():
+            got = unwrap(body.get(arg))
+            if got != want:
+                problem(f"terraform/envs/prod/main.tf: module {module} must get {arg} = [{want[2:-1]}] (got {got!r})")
 
 
 def load_yaml(path: Path) -> dict:
@@ -189,6 +221,9 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_drain_window_ms"): (gw, "gateway_drain_window_seconds", 1000),
         ("gateway.yml", "gateway_affinity_cookie"): (gw, "gateway_affinity_cookie", None),
         ("gateway.yml", "gateway_max_connections"): (gw, "gateway_max_connections", 1),
+        ("gateway.yml", "gateway_max_connections_per_ip"): (gw, "gateway_max_connections_per_ip", 1),
+        ("gateway.yml", "gateway_max_frame_rate"): (gw, "gateway_max_frame_rate", 1),
+        ("gateway.yml", "gateway_frame_burst"): (gw, "gateway_frame_burst", 1),
         ("api.yml", "api_port"): (api, "api_port", 1),
     }
     for (file, key), (data, tf_name, scale) in expect.items():
@@ -197,6 +232,11 @@ def check_ansible(tf: dict) -> None:
         want = tf[tf_name] if scale is None else tf[tf_name] * scale
         if data.get(key) != want:
             problem(f"ansible/group_vars/{file}: {key} is {data.get(key)!r}, terraform says {want!r}")
+    if "vpc_cidr" in tf and gw.get("gateway_trusted_proxies") != [tf["vpc_cidr"]]:
+        problem(
+            f"ansible/group_vars/gateway.yml: gateway_trusted_proxies is {gw.get('gateway_trusted_proxies')!r}, "
+            f"terraform trusts the VPC: [{tf['vpc_cidr']!r}]"
+        )
     needed = ("gateway_drain_delay_seconds", "gateway_drain_window_seconds", "gateway_lifecycle_hook_seconds")
     if not all(k in tf for k in needed):
         return

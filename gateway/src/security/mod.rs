@@ -96,7 +96,12 @@ pub enum SecurityError {
     File { path: PathBuf, reason: String },
     #[error("trusted-proxy: {0}")]
     TrustedProxy(String),
+    #[error("the JWT HMAC secret has {0} bytes; HS256 needs at least {MIN_SECRET_BYTES} (RFC 7518 §3.2), or anyone could guess it")]
+    WeakSecret(usize),
 }
+
+/// Shortest HMAC secret accepted: the hash output size of HS256.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// An authenticated user.
 #[derive(Debug)]
@@ -130,6 +135,11 @@ impl Security {
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),
             );
+        }
+        if let Some(secret) = &secret {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(SecurityError::WeakSecret(secret.len()));
+            }
         }
         let jwt = if secret.is_some() || !config.jwt_public_key.is_empty() {
             let rules = Rules {

@@ -216,6 +216,8 @@ pub async fn run(config: ChatConfig) -> Report {
     for r in ready {
         online += u64::from(r.await.unwrap_or(false));
     }
+    let cpu = crate::cpu::CpuMeter::start(common.server_pid);
+    let received_before = live.received.load(Ordering::Relaxed);
     let typing_start = Instant::now();
     let typing_end = typing_start + common.duration;
     let _ = go_tx.send(Some(typing_start));
@@ -246,6 +248,7 @@ pub async fn run(config: ChatConfig) -> Report {
         last = now;
     }
     let rss_after = common.server_pid.and_then(rss_kib);
+    let cpu = cpu.finish(live.received.load(Ordering::Relaxed) - received_before);
     let _ = stop_tx.send(true);
     let mut outcomes = Vec::new();
     for u in users {
@@ -325,6 +328,7 @@ pub async fn run(config: ChatConfig) -> Report {
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: None,
         chat: Some(figures),
+        cpu: Some(cpu),
     }
 }
 

@@ -134,6 +134,7 @@ pub async fn run(config: ConnectConfig) -> Report {
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: per_connection,
         chat: None,
+        cpu: None,
         ..Report::default()
     }
 }

@@ -155,6 +155,8 @@ pub async fn run(config: FanoutConfig) -> Report {
         subscribed += u64::from(r.await.unwrap_or(false));
     }
 
+    let cpu = crate::cpu::CpuMeter::start(common.server_pid);
+    let received_before = live.received.load(Ordering::Relaxed);
     // Publishers, open loop: message k of publisher p is due at start + k/rate_p.
     let per_publisher = config.rate / config.publishers.max(1) as f64;
     let publish_start = Instant::now();
@@ -231,6 +233,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         last = now;
     }
     let rss_after = common.server_pid.and_then(rss_kib);
+    let cpu = cpu.finish(live.received.load(Ordering::Relaxed) - received_before);
     let _ = stop_tx.send(true);
     let mut observed = Vec::new();
     for s in subscribers {
@@ -271,6 +274,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         server_rss_kib_after: rss_after,
         server_rss_bytes_per_connection: None,
         chat: None,
+        cpu: Some(cpu),
     }
 }
 

@@ -11,6 +11,7 @@ module "network" {
   source = "../../modules/network"
 
   name                  = var.name
+  vpc_cidr              = var.vpc_cidr
   availability_zone_ids = var.availability_zone_ids
   single_nat_gateway    = var.single_nat_gateway
 }
@@ -60,6 +61,8 @@ module "data" {
   data_subnet_ids   = module.network.data_subnet_ids
   redis_node_type   = var.redis_node_type
   db_instance_class = var.db_instance_class
+
+  gateway_jwt_secret_enabled = var.gateway_jwt_secret_enabled
 }
 
 module "observability" {
@@ -119,6 +122,21 @@ module "compute" {
   gateway_max_size               = var.gateway_max_size
   gateway_target_connections     = var.gateway_target_connections
   gateway_max_connections        = var.gateway_max_connections
+
+  # Security. The ALB, in the VPC's public subnets, is the only proxy whose
+  # X-Forwarded-For is believed; browsers may connect from the chat front end
+  # (and any extra origins). TLS terminates at the ALB: no GATEWAY_TLS_*.
+  gateway_trusted_proxies        = [module.network.vpc_cidr]
+  gateway_allowed_origins        = concat(["https://${var.frontend_domain_name}"], var.gateway_extra_allowed_origins)
+  gateway_max_connections_per_ip = var.gateway_max_connections_per_ip
+  gateway_max_frame_rate         = var.gateway_max_frame_rate
+  gateway_frame_burst            = var.gateway_frame_burst
+  gateway_jwt_public_keys        = var.gateway_jwt_public_keys
+  gateway_jwt_secret_arn         = module.data.gateway_jwt_secret_arn
+  gateway_jwt_issuers            = var.gateway_jwt_issuers
+  gateway_jwt_audiences          = var.gateway_jwt_audiences
+  gateway_default_subscribe      = var.gateway_default_subscribe
+  gateway_default_send           = var.gateway_default_send
 
   api_instance_type = var.api_instance_type
   api_port          = var.api_port

@@ -120,3 +120,8 @@ output "github_deploy_role_arn" {
   description = "Role the deploy job assumes (secret AWS_DEPLOY_ROLE_ARN of the production environment)."
   value       = aws_iam_role.github_deploy.arn
 }
+
+output "gateway_jwt_secret_arn" {
+  description = "Secrets Manager secret to put the gateway's JWT HMAC key into (aws secretsmanager put-secret-value); empty unless gateway_jwt_secret_enabled."
+  value       = module.data.gateway_jwt_secret_arn
+}

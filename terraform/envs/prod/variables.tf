@@ -164,6 +164,101 @@ variable "api_port" {
   }
 }
 
+# --- the gateway's security settings ----------------------------------------------------
+# Literal defaults too: scripts/check-infra compares the limits and vpc_cidr
+# with ansible/group_vars/gateway.yml. TLS terminates at the ALB (module edge),
+# so the nodes get no GATEWAY_TLS_CERT / GATEWAY_TLS_KEY.
+
+variable "gateway_max_connections_per_ip" {
+  description = "Gateway --max-connections-per-ip: WebSockets one client address may hold on one node; upgrades beyond it get 429. Generous on purpose: behind carrier-grade NAT (mobile networks) or an office proxy thousands of legitimate users share one address, and the ALB spreads them over the nodes. It stops reconnect loops and bots, not crowds. Counts the real client address only because the ALB is a trusted proxy (vpc_cidr). 0 = off."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.gateway_max_connections_per_ip >= 0 && floor(var.gateway_max_connections_per_ip) == var.gateway_max_connections_per_ip
+    error_message = "The per-IP connection limit must be a whole, non-negative number (0 = off)."
+  }
+}
+
+variable "gateway_max_frame_rate" {
+  description = "Gateway --max-frame-rate: frames per second one connection may send; beyond the burst the client gets ERROR and is closed (reason rate_limited). A chat client sends a few frames a second (messages, typing indicators, ACKs), so 100/s is ample and caps a runaway client at a tenth of the gateway's default."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.gateway_max_frame_rate >= 0 && floor(var.gateway_max_frame_rate) == var.gateway_max_frame_rate
+    error_message = "The frame rate must be a whole, non-negative number (0 = off)."
+  }
+}
+
+variable "gateway_frame_burst" {
+  description = "Gateway --frame-burst: frames a connection may send at once above the rate. 200 covers a reconnect that sends CONNECT and resubscribes to all 128 subscriptions a connection may hold (--max-subscriptions) in one go."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.gateway_frame_burst >= 1 && floor(var.gateway_frame_burst) == var.gateway_frame_burst
+    error_message = "The frame burst must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_extra_allowed_origins" {
+  description = "Browser origins allowed to open WebSockets besides the chat front end, which always is (https://<frontend_domain_name>); together they are GATEWAY_ALLOWED_ORIGIN. Each is https://host[:port], no path."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.gateway_extra_allowed_origins : can(regex("^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))])
+    error_message = "Extra origins must be https://host[:port] without a path or trailing slash (\"*\" is not allowed in production)."
+  }
+}
+
+variable "gateway_jwt_public_keys" {
+  description = "The token issuer's public key(s) for RS*/PS*/ES*/EdDSA JWTs: its JWKS document (JSON; keys are picked by kid, so the issuer's next key can be published before it signs with it) or one PEM public key. Public, not a secret; written to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY). With this empty and gateway_jwt_secret_enabled false, authentication is off."
+  type        = string
+  default     = ""
+}
+
+variable "gateway_jwt_secret_enabled" {
+  description = "Also accept HS256/384/512 JWTs signed with a shared HMAC key. Creates an empty Secrets Manager secret (module data) whose value you put yourself; the nodes read it at every start into /run/stomp-gateway/jwt-secret (GATEWAY_JWT_SECRET_FILE). Terraform never sees the key. Prefer public keys: then no node holds anything that can mint tokens."
+  type        = bool
+  default     = false
+}
+
+variable "gateway_jwt_issuers" {
+  description = "Accepted iss claims (GATEWAY_JWT_ISSUER), e.g. [\"https://auth.example.com/\"]. Required when JWTs are configured."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = (var.gateway_jwt_public_keys == "" && !var.gateway_jwt_secret_enabled) || length(var.gateway_jwt_issuers) > 0
+    error_message = "With JWTs configured (gateway_jwt_public_keys or gateway_jwt_secret_enabled), set gateway_jwt_issuers."
+  }
+}
+
+variable "gateway_jwt_audiences" {
+  description = "Accepted aud claims (GATEWAY_JWT_AUDIENCE), e.g. [\"stomp-gateway\"]. Required when JWTs are configured: otherwise a token the issuer minted for another of its applications would be accepted."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = (var.gateway_jwt_public_keys == "" && !var.gateway_jwt_secret_enabled) || length(var.gateway_jwt_audiences) > 0
+    error_message = "With JWTs configured (gateway_jwt_public_keys or gateway_jwt_secret_enabled), set gateway_jwt_audiences."
+  }
+}
+
+variable "gateway_default_subscribe" {
+  description = "Destination patterns a JWT without a stomp claim may SUBSCRIBE to (GATEWAY_DEFAULT_SUBSCRIBE; {sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty: such tokens may connect but subscribe to nothing."
+  type        = list(string)
+  default     = []
+}
+
+variable "gateway_default_send" {
+  description = "Destination patterns a JWT without a stomp claim may SEND to (GATEWAY_DEFAULT_SEND; {sub} = the token's subject). Empty: such tokens may send nothing."
+  type        = list(string)
+  default     = []
+}
+
 # --- environment ----------------------------------------------------------------------
 
 variable "region" {
@@ -236,6 +331,17 @@ variable "api_ami_id" {
 }
 
 # --- capacity ---------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR block of the VPC. The ALB lives in its public subnets, so it is also the gateway's trusted proxy (GATEWAY_TRUSTED_PROXY): X-Forwarded-For is believed from these addresses only. ansible/group_vars/gateway.yml gateway_trusted_proxies lists the same block."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 16
+    error_message = "The vpc_cidr must be a valid IPv4 CIDR block of size /16 or larger."
+  }
+}
 
 variable "availability_zone_ids" {
   description = "Zone IDs of the 2-3 AZs of the VPC."

@@ -28,15 +28,36 @@ locals {
   # ALB (idle timeout, deregistration delay) through the environment module,
   # which validates them against each other.
   gateway_env = merge({
-    GATEWAY_LISTEN            = "0.0.0.0:${var.gateway_port}"
-    GATEWAY_HEARTBEAT_SEND_MS = tostring(var.gateway_heartbeat_ms)
-    GATEWAY_HEARTBEAT_RECV_MS = tostring(var.gateway_heartbeat_ms)
-    GATEWAY_DRAIN_DELAY_MS    = tostring(var.gateway_drain_delay_seconds * 1000)
-    GATEWAY_DRAIN_WINDOW_MS   = tostring(var.gateway_drain_window_seconds * 1000)
-    GATEWAY_AFFINITY_COOKIE   = var.gateway_affinity_cookie
-    GATEWAY_MAX_CONNECTIONS   = tostring(var.gateway_max_connections)
-    GATEWAY_LOG_FORMAT        = "json"
-  }, var.gateway_extra_env)
+    GATEWAY_LISTEN                 = "0.0.0.0:${var.gateway_port}"
+    GATEWAY_HEARTBEAT_SEND_MS      = tostring(var.gateway_heartbeat_ms)
+    GATEWAY_HEARTBEAT_RECV_MS      = tostring(var.gateway_heartbeat_ms)
+    GATEWAY_DRAIN_DELAY_MS         = tostring(var.gateway_drain_delay_seconds * 1000)
+    GATEWAY_DRAIN_WINDOW_MS        = tostring(var.gateway_drain_window_seconds * 1000)
+    GATEWAY_AFFINITY_COOKIE        = var.gateway_affinity_cookie
+    GATEWAY_MAX_CONNECTIONS        = tostring(var.gateway_max_connections)
+    GATEWAY_MAX_CONNECTIONS_PER_IP = tostring(var.gateway_max_connections_per_ip)
+    GATEWAY_MAX_FRAME_RATE         = tostring(var.gateway_max_frame_rate)
+    GATEWAY_FRAME_BURST            = tostring(var.gateway_frame_burst)
+    GATEWAY_LOG_FORMAT             = "json"
+  }, local.gateway_security_env, var.gateway_extra_env)
+
+  # Security settings that are lists or files: written only when set, so an
+  # empty one leaves the gateway's default. No secret is among them: the JWT
+  # HMAC key is read from Secrets Manager at every start by stomp-node-secrets
+  # (GATEWAY_JWT_SECRET_FILE, in /run/stomp-gateway/secrets.env). No
+  # GATEWAY_TLS_*: TLS terminates at the ALB.
+  gateway_jwt_public_keys_path = "/etc/stomp-gateway/jwt-public-keys"
+  gateway_security_env = {
+    for k, v in {
+      GATEWAY_TRUSTED_PROXY     = join(",", var.gateway_trusted_proxies)
+      GATEWAY_ALLOWED_ORIGIN    = join(",", var.gateway_allowed_origins)
+      GATEWAY_JWT_PUBLIC_KEY    = var.gateway_jwt_public_keys == "" ? "" : local.gateway_jwt_public_keys_path
+      GATEWAY_JWT_ISSUER        = join(",", var.gateway_jwt_issuers)
+      GATEWAY_JWT_AUDIENCE      = join(",", var.gateway_jwt_audiences)
+      GATEWAY_DEFAULT_SUBSCRIBE = join(",", var.gateway_default_subscribe)
+      GATEWAY_DEFAULT_SEND      = join(",", var.gateway_default_send)
+    } : k => v if v != ""
+  }
 
   # The api reads --listen from API_LISTEN (its unit runs `api --listen ${API_LISTEN}`).
   api_env = {
@@ -61,6 +82,8 @@ locals {
       STOMP_METRICS_NAMESPACE  = var.metrics_namespace
       STOMP_CONNECTIONS_METRIC = var.connections_metric_name
       STOMP_SERVICE_PORT       = tostring(var.gateway_port)
+      # Read by stomp-node-secrets; empty = no HMAC key to fetch.
+      STOMP_JWT_SECRET_ARN = var.gateway_jwt_secret_arn
     })
     api = merge(local.common_node_env, {
       STOMP_NODE_ROLE         = "api"
@@ -86,6 +109,10 @@ locals {
         region           = local.region
         node_env         = join("\n", [for k in sort(keys(local.node_env[role])) : "${k}=${local.node_env[role][k]}"])
         service_env      = join("\n", [for k in sort(keys(env)) : "${k}=${env[k]}"])
+        # Public keys only (never a secret); base64 so that any JSON or PEM
+        # survives the shell quoting of the template.
+        jwt_public_keys_b64  = role == "gateway" ? base64encode(var.gateway_jwt_public_keys) : ""
+        jwt_public_keys_path = local.gateway_jwt_public_keys_path
     }))
   }
 }
@@ -303,6 +330,7 @@ data "aws_iam_policy_document" "node" {
     resources = compact([
       var.redis_auth_secret_arn,
       each.key == "api" ? var.db_secret_arn : "",
+      each.key == "gateway" ? var.gateway_jwt_secret_arn : "",
     ])
   }
 

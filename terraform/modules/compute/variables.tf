@@ -321,6 +321,139 @@ variable "gateway_lifecycle_hook_seconds" {
   }
 }
 
+# --- gateway security ------------------------------------------------------------------
+# Each setting is written to instance.env only when set (an empty list or
+# string leaves the gateway's own default). TLS is not among them: it
+# terminates at the ALB, so the nodes get no GATEWAY_TLS_CERT / _KEY (set them
+# through gateway_extra_env for a deployment without a TLS-terminating load
+# balancer).
+
+variable "gateway_trusted_proxies" {
+  description = "GATEWAY_TRUSTED_PROXY: IPs or CIDRs whose X-Forwarded-For the gateway believes when finding the client IP (for the per-IP limit and logs). The ALB's addresses: the VPC CIDR (the ALB lives in the VPC's public subnets)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.gateway_trusted_proxies : can(cidrhost(strcontains(c, "/") ? c : "${c}/32", 0)) && !endswith(c, "/0")])
+    error_message = "Every trusted proxy must be an IPv4 address or CIDR block, and not a /0."
+  }
+}
+
+variable "gateway_allowed_origins" {
+  description = "GATEWAY_ALLOWED_ORIGIN: browser origins allowed to open WebSockets, e.g. [\"https://chat.example.com\"]. Empty = only pages served from the gateway's own host."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.gateway_allowed_origins : can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))])
+    error_message = "Allowed origins must be scheme://host[:port] without a path or trailing slash (and not \"*\")."
+  }
+}
+
+variable "gateway_max_connections_per_ip" {
+  description = "GATEWAY_MAX_CONNECTIONS_PER_IP: WebSockets one client IP may hold on one node (upgrades beyond get 429); 0 = no limit. Needs gateway_trusted_proxies, or every client behind the ALB shares the ALB's addresses."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.gateway_max_connections_per_ip >= 0 && floor(var.gateway_max_connections_per_ip) == var.gateway_max_connections_per_ip
+    error_message = "The per-IP connection limit must be a whole, non-negative number (0 = off)."
+  }
+
+  validation {
+    condition     = var.gateway_max_connections_per_ip == 0 || length(var.gateway_trusted_proxies) > 0
+    error_message = "A per-IP limit behind the ALB needs gateway_trusted_proxies; without it all clients count as the ALB's few addresses."
+  }
+}
+
+variable "gateway_max_frame_rate" {
+  description = "GATEWAY_MAX_FRAME_RATE: frames per second one connection may send (token bucket); over it the client gets ERROR and is closed (reason rate_limited). 0 = no limit."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.gateway_max_frame_rate >= 0 && floor(var.gateway_max_frame_rate) == var.gateway_max_frame_rate
+    error_message = "The frame rate must be a whole, non-negative number (0 = off)."
+  }
+}
+
+variable "gateway_frame_burst" {
+  description = "GATEWAY_FRAME_BURST: frames a connection may send at once above the rate (bucket size)."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.gateway_frame_burst >= 1 && floor(var.gateway_frame_burst) == var.gateway_frame_burst
+    error_message = "The frame burst must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_jwt_public_keys" {
+  description = "Public key(s) of the token issuer, for RS*/PS*/ES*/EdDSA JWTs: a JWKS document (JSON) or one PEM public key. User data writes it to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY). Public, not a secret. Empty = none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_jwt_public_keys == "" || can(jsondecode(var.gateway_jwt_public_keys).keys) || startswith(trimspace(var.gateway_jwt_public_keys), "-----BEGIN PUBLIC KEY-----")
+    error_message = "gateway_jwt_public_keys must be a JWKS document ({\"keys\": [...]}) or a PEM public key (-----BEGIN PUBLIC KEY-----)."
+  }
+}
+
+variable "gateway_jwt_secret_arn" {
+  description = "Secrets Manager secret holding the HMAC key of HS256/384/512 JWTs (SecretString = the key, as is), encrypted with data_kms_key_arn. The gateway nodes may read it; stomp-node-secrets writes it at every start to /run/stomp-gateway/jwt-secret (root:stomp-gateway 0640, tmpfs) and sets GATEWAY_JWT_SECRET_FILE. Empty = no HMAC tokens."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_jwt_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.gateway_jwt_secret_arn))
+    error_message = "gateway_jwt_secret_arn must be empty or a Secrets Manager secret ARN."
+  }
+}
+
+variable "gateway_jwt_issuers" {
+  description = "GATEWAY_JWT_ISSUER: accepted iss claims, e.g. [\"https://auth.example.com/\"]. Empty = not checked."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for v in var.gateway_jwt_issuers : can(regex("^[A-Za-z0-9_./:@+=-]+$", v))])
+    error_message = "Issuers may contain only letters, digits and _ . / : @ + = - (no commas, quotes, spaces or $)."
+  }
+}
+
+variable "gateway_jwt_audiences" {
+  description = "GATEWAY_JWT_AUDIENCE: accepted aud claims, e.g. [\"stomp-gateway\"]. Empty = not checked."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for v in var.gateway_jwt_audiences : can(regex("^[A-Za-z0-9_./:@+=-]+$", v))])
+    error_message = "Audiences may contain only letters, digits and _ . / : @ + = - (no commas, quotes, spaces or $)."
+  }
+}
+
+variable "gateway_default_subscribe" {
+  description = "GATEWAY_DEFAULT_SUBSCRIBE: destination patterns a JWT without a stomp claim may SUBSCRIBE to ({sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty = none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for v in var.gateway_default_subscribe : can(regex("^/[A-Za-z0-9_./*#{}-]+$", v))])
+    error_message = "Destination patterns start with / and contain only letters, digits, _ . / - * # and {sub}."
+  }
+}
+
+variable "gateway_default_send" {
+  description = "GATEWAY_DEFAULT_SEND: destination patterns a JWT without a stomp claim may SEND to ({sub} = the token's subject). Empty = none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for v in var.gateway_default_send : can(regex("^/[A-Za-z0-9_./*#{}-]+$", v))])
+    error_message = "Destination patterns start with / and contain only letters, digits, _ . / - * # and {sub}."
+  }
+}
+
 variable "metrics_namespace" {
   description = "CloudWatch namespace the CloudWatch agent publishes the gateway's Prometheus metrics in."
   type        = string

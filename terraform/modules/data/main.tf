@@ -154,6 +154,24 @@ resource "aws_secretsmanager_secret_version" "redis_auth" {
   })
 }
 
+# --- gateway JWT key --------------------------------------------------------------
+
+# HMAC key of the gateway's HS* tokens, shared with the token issuer. Only the
+# container is terraform's: its value is put by hand (see terraform/README.md),
+# so the key never appears in a plan or in the state. Gateway nodes read it at
+# every start (stomp-node-secrets); until it has a value they fail to start.
+resource "aws_secretsmanager_secret" "gateway_jwt" {
+  #checkov:skip=CKV2_AWS_57:The HMAC key is shared with the token issuer, which must switch at the same moment; rotate by hand (put-secret-value, then roll the gateway group), as documented in terraform/README.md.
+  count = var.gateway_jwt_secret_enabled ? 1 : 0
+
+  name_prefix             = "${var.name}/gateway-jwt-secret-"
+  description             = "HMAC key (SecretString, as is) of the JWTs the ${var.name} gateways accept"
+  kms_key_id              = module.key.arn
+  recovery_window_in_days = 7
+
+  tags = var.tags
+}
+
 # --- PostgreSQL ----------------------------------------------------------------
 
 resource "aws_security_group" "db" {

@@ -28,6 +28,11 @@ output "redis_auth_secret_arn" {
   value       = aws_secretsmanager_secret.redis_auth.arn
 }
 
+output "gateway_jwt_secret_arn" {
+  description = "Secrets Manager secret for the gateway's JWT HMAC key (value put by hand); empty when gateway_jwt_secret_enabled is false."
+  value       = try(aws_secretsmanager_secret.gateway_jwt[0].arn, "")
+}
+
 output "redis_security_group_id" {
   description = "Security group of Redis."
   value       = aws_security_group.redis.id

@@ -181,6 +181,14 @@ variable "log_retention_days" {
   }
 }
 
+# --- gateway JWT key ------------------------------------------------------------
+
+variable "gateway_jwt_secret_enabled" {
+  description = "Create the Secrets Manager secret for the HMAC key of the gateway's HS256/384/512 JWTs (encrypted with this module's key). Terraform creates it empty and never holds the value, so the key stays out of the state: put it with `aws secretsmanager put-secret-value`."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags added to every resource of this module."
   type        = map(string)

@@ -4,11 +4,15 @@
 # Runs as root before every start of stomp-ROLE.service (ExecStartPre=+...)
 # and writes /run/stomp-ROLE/secrets.env (tmpfs, root:stomp-ROLE 0640), which
 # the unit reads as an EnvironmentFile:
-#   gateway: GATEWAY_REDIS_URL
+#   gateway: GATEWAY_REDIS_URL, GATEWAY_JWT_SECRET_FILE
 #   api:     REDIS_URL, DATABASE_URL
 # from the Secrets Manager secrets named in /etc/stomp/node.env (written by
-# the instance's user data). Fetching at every start, not at boot, picks up
-# rotated passwords (RDS rotates its master password) on the next restart.
+# the instance's user data). The gateway's JWT HMAC key goes into a file of
+# its own, /run/stomp-gateway/jwt-secret (root:stomp-gateway 0640: only root
+# writes it, only the service reads it; tmpfs, so never on disk), which
+# GATEWAY_JWT_SECRET_FILE names: the key never enters an environment.
+# Fetching at every start, not at boot, picks up rotated passwords (RDS
+# rotates its master password) on the next restart.
 # Without /etc/stomp/node.env (hosts outside AWS) the file is left empty and
 # the settings come from the unit's other environment files.
 set -euo pipefail
@@ -28,7 +32,14 @@ out=$out_dir/secrets.env
 
 install -d -m 0750 -o "stomp-$role" -g "stomp-$role" "$out_dir"
 tmp=$(mktemp "$out_dir/.secrets.env.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
+key_tmp=""
+cleanup() {
+    rm -f -- "$tmp"
+    if [[ -n $key_tmp ]]; then
+        rm -f -- "$key_tmp"
+    fi
+}
+trap cleanup EXIT
 chmod 0640 "$tmp"
 chown "root:stomp-$role" "$tmp"
 
@@ -68,6 +79,26 @@ if [[ -r $node_env ]]; then
         gateway)
             if [[ -n $redis_url ]]; then
                 printf 'GATEWAY_REDIS_URL=%s\n' "$redis_url" >>"$tmp"
+            fi
+            # HMAC key of HS* JWTs (SecretString as is; the gateway drops a
+            # trailing newline). Written straight from the AWS CLI to the
+            # file, never through a variable or the environment.
+            jwt_secret=$(node_var STOMP_JWT_SECRET_ARN)
+            if [[ -n $jwt_secret ]]; then
+                key_tmp=$(mktemp "$out_dir/.jwt-secret.XXXXXX")
+                chmod 0640 "$key_tmp"
+                chown "root:stomp-$role" "$key_tmp"
+                secret_string "$jwt_secret" >"$key_tmp"
+                # An empty key would let anyone sign tokens: refuse to start.
+                grep -q '[^[:space:]]' "$key_tmp" || {
+                    echo "stomp-node-secrets: secret $jwt_secret is empty" >&2
+                    exit 1
+                }
+                mv -f -- "$key_tmp" "$out_dir/jwt-secret"
+                key_tmp=""
+                printf 'GATEWAY_JWT_SECRET_FILE=%s\n' "$out_dir/jwt-secret" >>"$tmp"
+            else
+                rm -f -- "$out_dir/jwt-secret"
             fi
             ;;
         api)
