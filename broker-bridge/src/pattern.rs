@@ -54,8 +54,7 @@ impl Pattern {
         if base != self.base {
             return false;
         }
-        let keys: Vec<&str> = key.split('.').collect();
-        match_segments(&self.segments, &keys)
+        match_segments(&self.segments, key.split('.'))
     }
 
     /// A Redis glob (for PSUBSCRIBE) that matches at least every channel
@@ -139,15 +138,22 @@ impl Segment {
     }
 }
 
-fn match_segments(pattern: &[Segment], keys: &[&str]) -> bool {
+/// Matches over the key's segments as they are split, so matching a
+/// message (once per wildcard subscription it may reach) allocates nothing.
+fn match_segments(pattern: &[Segment], mut keys: std::str::Split<'_, char>) -> bool {
     match pattern.split_first() {
-        None => keys.is_empty(),
-        Some((Segment::Any, rest)) => {
-            (0..=keys.len()).any(|skip| match_segments(rest, &keys[skip..]))
-        }
-        Some((Segment::One, rest)) => !keys.is_empty() && match_segments(rest, &keys[1..]),
+        None => keys.next().is_none(),
+        Some((Segment::Any, rest)) => loop {
+            if match_segments(rest, keys.clone()) {
+                return true;
+            }
+            if keys.next().is_none() {
+                return false;
+            }
+        },
+        Some((Segment::One, rest)) => keys.next().is_some() && match_segments(rest, keys),
         Some((Segment::Literal(text), rest)) => {
-            keys.first().is_some_and(|k| k == text) && match_segments(rest, &keys[1..])
+            keys.next() == Some(text.as_str()) && match_segments(rest, keys)
         }
     }
 }

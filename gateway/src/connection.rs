@@ -370,10 +370,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// bytes or the queue is empty.
     fn write_queued(&mut self, limit: usize) {
         let mode = self.node.config.message_frames;
-        let node = self.node.clone();
-        let metrics = &node.metrics;
+        let metrics = &self.node.metrics;
         let mut taken = 0u64;
         let mut written = 0u64;
+        let mut failed = None;
         while self.write.len() < limit {
             let Some(delivery) = self.outbound.pop() else {
                 break;
@@ -389,11 +389,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(true) => written += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    self.fail(e);
+                    failed = Some(e);
                     break;
                 }
             }
         }
+        if let Some(e) = failed {
+            self.fail(e);
+        }
+        let metrics = &self.node.metrics;
         if taken > 0 {
             metrics.write_batch.observe(taken as f64);
             metrics.deliveries_written.inc_by(written);

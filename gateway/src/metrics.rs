@@ -324,11 +324,11 @@ impl Metrics {
         self.upgrades_rejected[reason as usize].get()
     }
 
-    /// Counts one authentication attempt.
-    pub fn authentication(&self, result: Result<(), AuthError>) {
+    /// Counts one authentication attempt by its outcome.
+    pub fn authentication<T>(&self, result: &Result<T, AuthError>) {
         let index = match result {
-            Ok(()) => AuthError::ALL.len(),
-            Err(e) => AuthError::ALL.iter().position(|a| *a == e).unwrap_or(0),
+            Ok(_) => AuthError::ALL.len(),
+            Err(e) => AuthError::ALL.iter().position(|a| a == e).unwrap_or(0),
         };
         self.authentications[index].inc();
     }

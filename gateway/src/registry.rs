@@ -22,7 +22,10 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
-    sync::{Arc, OnceLock, Weak},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock, Weak,
+    },
 };
 
 use broker_bridge::{pattern::Pattern, Broker, Route};
@@ -56,6 +59,12 @@ impl Topic {
             .get_or_insert_with(|| self.subscribers.as_slice().into())
             .clone()
     }
+
+    /// The snapshot of a wildcard topic whose pattern matches `destination`.
+    fn snapshot_if_matches(&mut self, destination: &str) -> Option<Arc<[Subscriber]>> {
+        let matches = self.pattern.as_ref()?.matches(destination);
+        matches.then(|| self.snapshot())
+    }
 }
 
 type Table = HashMap<Arc<str>, Topic>;
@@ -65,6 +74,8 @@ type Shard = Mutex<Table>;
 pub struct Registry {
     shards: Box<[Shard]>,
     patterns: Mutex<Table>,
+    /// Wildcard topics in `patterns`, read without its lock by every publish.
+    pattern_topics: AtomicUsize,
     hasher: RandomState,
     broker: OnceLock<Weak<dyn Broker>>,
 }
@@ -74,6 +85,7 @@ impl Default for Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             patterns: Mutex::default(),
+            pattern_topics: AtomicUsize::new(0),
             hasher: RandomState::new(),
             broker: OnceLock::new(),
         }
@@ -114,6 +126,9 @@ impl Registry {
         topic.subscribers.push(subscriber);
         topic.snapshot = None;
         if topic.subscribers.len() == 1 {
+            if topic.pattern.is_some() {
+                self.pattern_topics.fetch_add(1, Ordering::Release);
+            }
             if let Some(broker) = self.broker() {
                 broker.subscribe(destination);
             }
@@ -135,6 +150,9 @@ impl Registry {
         }
         topic.snapshot = None;
         if topic.subscribers.is_empty() {
+            if topic.pattern.is_some() {
+                self.pattern_topics.fetch_sub(1, Ordering::Release);
+            }
             table.remove(destination);
             if let Some(broker) = self.broker() {
                 broker.unsubscribe(destination);
@@ -160,28 +178,20 @@ impl Registry {
             Route::Pattern(pattern) => {
                 let mut patterns = self.patterns.lock();
                 if let Some(topic) = patterns.get_mut(&**pattern) {
-                    if topic
-                        .pattern
-                        .as_ref()
-                        .is_some_and(|p| p.matches(destination))
-                    {
-                        lists.push(topic.snapshot());
-                    }
+                    lists.extend(topic.snapshot_if_matches(destination));
                 }
             }
             Route::All => {
                 lists.extend(self.snapshot(destination));
-                let mut patterns = self.patterns.lock();
-                if !patterns.is_empty() {
-                    for topic in patterns.values_mut() {
-                        if topic
-                            .pattern
-                            .as_ref()
-                            .is_some_and(|p| p.matches(destination))
-                        {
-                            lists.push(topic.snapshot());
-                        }
-                    }
+                // Most nodes have no wildcard subscription: skip the one
+                // table every publish would otherwise lock.
+                if self.pattern_topics.load(Ordering::Acquire) > 0 {
+                    let mut patterns = self.patterns.lock();
+                    lists.extend(
+                        patterns
+                            .values_mut()
+                            .filter_map(|topic| topic.snapshot_if_matches(destination)),
+                    );
                 }
             }
         }

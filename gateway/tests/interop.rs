@@ -9,7 +9,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::pki::{TempDir, TestCa};
+use support::pki::{hs256, unix_now, TempDir, TestCa};
 use tokio::process::Command;
 
 fn repo_root() -> PathBuf {
@@ -78,22 +78,12 @@ async fn stomp_py_over_wss_with_a_jwt_passcode() {
     let ca_file = dir.write("ca.pem", ca.pem());
     let secret = "interop-secret-0123456789abcdef-0123456789";
     let secret_file = dir.write("jwt.secret", secret);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
     let claims = serde_json::json!({
         "sub": "py-client",
-        "exp": exp,
+        "exp": unix_now() + 600,
         "stomp": { "sub": ["/topic/interop.py.*"], "send": ["/topic/interop.py.*"] },
     });
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap();
+    let token = hs256(&claims, secret);
     let python = repo_root().join(".venv-interop/bin/python");
     let script_args = ["--ca", ca_file.as_str(), "--passcode", token.as_str()];
     run_check_with(

@@ -6,14 +6,14 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gateway::{metrics::UpgradeRejection, security::Action};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use stomp::Command;
 use support::{
-    pki::{replace_file, tls_connect, TempDir, TestCa},
+    pki::{hs256, replace_file, tls_connect, unix_now, TempDir, TestCa},
     Client, TestGateway,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,30 +22,14 @@ const SECRET: &str = "test-secret-of-reasonable-length-0123456789";
 const RSA_PRIVATE: &str = include_str!("fixtures/jwt-test-rsa.key");
 const RSA_PUBLIC: &str = include_str!("fixtures/jwt-test-rsa.pub");
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Claims for `user` valid for an hour, with the given `stomp` grants.
 fn claims(user: &str, subscribe: &[&str], send: &[&str]) -> Value {
     json!({
         "sub": user,
-        "exp": now() + 3600,
-        "iat": now(),
+        "exp": unix_now() + 3600,
+        "iat": unix_now(),
         "stomp": { "sub": subscribe, "send": send },
     })
-}
-
-fn hs256(claims: &Value, secret: &str) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
 }
 
 fn rs256(claims: &Value) -> String {
@@ -185,7 +169,7 @@ async fn bad_tokens_are_refused_with_the_reason() {
     .await;
     let good = |extra: Value| {
         let mut c = json!({
-            "sub": "mallory", "exp": now() + 3600,
+            "sub": "mallory", "exp": unix_now() + 3600,
             "iss": "https://auth.example.com", "aud": "chat",
         });
         for (k, v) in extra.as_object().unwrap() {
@@ -215,12 +199,12 @@ async fn bad_tokens_are_refused_with_the_reason() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "expired",
-            hs256(&good(json!({"exp": now() - 60})), SECRET),
+            hs256(&good(json!({"exp": unix_now() - 60})), SECRET),
             "expired",
         ),
         (
             "not yet valid",
-            hs256(&good(json!({"nbf": now() + 3600})), SECRET),
+            hs256(&good(json!({"nbf": unix_now() + 3600})), SECRET),
             "not_yet_valid",
         ),
         (
@@ -291,7 +275,7 @@ async fn bearer_token_on_the_upgrade() {
     assert_eq!(reply.command, Command::Connected, "no passcode needed");
     c.subscribe("s", "/topic/a", "auto").await;
 
-    let expired = hs256(&json!({"sub": "dave", "exp": now() - 10}), SECRET);
+    let expired = hs256(&json!({"sub": "dave", "exp": unix_now() - 10}), SECRET);
     let refused =
         Client::open_with_headers(gw.addr, &[("Authorization", &format!("Bearer {expired}"))])
             .await
@@ -445,7 +429,7 @@ async fn destinations_outside_the_grants_are_denied() {
 async fn tokens_without_a_stomp_claim_get_the_default_grants() {
     let dir = TempDir::new("defaults");
     let gw = hs256_gateway(&dir, &["--default-subscribe", "/topic/user.{sub}.#"]).await;
-    let token = hs256(&json!({"sub": "erin", "exp": now() + 600}), SECRET);
+    let token = hs256(&json!({"sub": "erin", "exp": unix_now() + 600}), SECRET);
     let (mut c, _) = connect_with(&gw, &token).await;
     c.subscribe("own", "/topic/user.erin.#", "auto").await;
     c.send(Command::Send, &[("destination", "/topic/user.erin.x")], b"")
@@ -461,7 +445,7 @@ async fn tokens_without_a_stomp_claim_get_the_default_grants() {
 async fn expired_token_closes_the_connection_unless_allowed() {
     let dir = TempDir::new("expiry");
     let gw = hs256_gateway(&dir, &[]).await;
-    let short = hs256(&json!({"sub": "frank", "exp": now() + 2}), SECRET);
+    let short = hs256(&json!({"sub": "frank", "exp": unix_now() + 2}), SECRET);
     let (mut c, reply) = connect_with(&gw, &short).await;
     assert_eq!(reply.command, Command::Connected);
     let e = c.expect_error().await;
@@ -475,7 +459,7 @@ async fn expired_token_closes_the_connection_unless_allowed() {
 
     let lenient = hs256_gateway(&dir, &["--token-expiry", "allow"]).await;
     let mut short = claims("frank", &["/topic/x"], &[]);
-    short["exp"] = json!(now() + 2);
+    short["exp"] = json!(unix_now() + 2);
     let short = hs256(&short, SECRET);
     let (mut c, reply) = connect_with(&lenient, &short).await;
     assert_eq!(reply.command, Command::Connected);

@@ -219,17 +219,18 @@ async fn publish(
         // One pipeline per channel: a channel lives on one shard, so its
         // messages go in one round trip and keep their order; different
         // channels (possibly different shards) go concurrently.
-        let mut groups: Vec<(String, Vec<Publication>)> = Vec::new();
+        let mut groups: Vec<(Arc<str>, Vec<Publication>)> = Vec::new();
         for p in batch.drain(..) {
-            let channel = shared.channel(&p.destination);
-            match groups.iter_mut().find(|(c, _)| *c == channel) {
+            match groups.iter_mut().find(|(d, _)| *d == p.destination) {
                 Some((_, group)) => group.push(p),
-                None => groups.push((channel, vec![p])),
+                None => groups.push((p.destination.clone(), vec![p])),
             }
         }
-        let sends = groups.into_iter().map(|(channel, group)| {
+        let sends = groups.into_iter().map(|(destination, group)| {
             let mut connection = connection.clone();
             let shared = &shared;
+            // The channel name is formatted once per group, not per message.
+            let channel = shared.channel(&destination);
             async move {
                 let mut pipe = redis::pipe();
                 for p in &group {

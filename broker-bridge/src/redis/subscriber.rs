@@ -213,11 +213,19 @@ fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {
         return;
     };
     if let Some(patterns) = upstreams.desired.get(&Upstream::Glob(glob)) {
-        for pattern in patterns {
-            shared.sink.deliver(
-                envelope.publication.clone(),
-                Route::Pattern(pattern.clone()),
-            );
+        // Several patterns can share one glob: a copy for each but the last,
+        // which takes the publication itself.
+        let mut publication = Some(envelope.publication);
+        let mut patterns = patterns.iter().peekable();
+        while let Some(pattern) = patterns.next() {
+            let this = if patterns.peek().is_some() {
+                publication.clone()
+            } else {
+                publication.take()
+            };
+            if let Some(this) = this {
+                shared.sink.deliver(this, Route::Pattern(pattern.clone()));
+            }
         }
     }
 }

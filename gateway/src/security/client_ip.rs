@@ -68,10 +68,10 @@ pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[Cidr]) -> IpAd
     let mut client = peer;
     let hops = forwarded_for
         .iter()
-        .flat_map(|h| h.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for hop in hops.into_iter().rev() {
+        .rev()
+        .flat_map(|h| h.rsplit(','))
+        .map(str::trim);
+    for hop in hops {
         let Ok(ip) = hop.parse::<IpAddr>() else {
             // Unparsable (or a port-qualified form we do not accept): stop at
             // the last address we could vouch for.

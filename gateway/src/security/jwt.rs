@@ -138,6 +138,11 @@ impl JwtVerifier {
         Ok(())
     }
 
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub fn leeway_s(&self) -> u64 {
+        self.rules.leeway_s
+    }
+
     /// Checks the signature, `exp` (required), `nbf`, `iss` and `aud`.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;

@@ -119,7 +119,6 @@ pub struct Security {
     users: Option<Users>,
     default_subscribe: Vec<String>,
     default_send: Vec<String>,
-    leeway: Duration,
     expiry: TokenExpiry,
     pub origins: OriginPolicy,
     pub trusted_proxies: Vec<Cidr>,
@@ -166,7 +165,6 @@ impl Security {
             users,
             default_subscribe: config.default_subscribe.clone(),
             default_send: config.default_send.clone(),
-            leeway: Duration::from_secs(config.jwt_leeway_s),
             expiry: config.token_expiry,
             origins: OriginPolicy::from_config(&config.allowed_origin),
             trusted_proxies,
@@ -185,13 +183,14 @@ impl Security {
     pub fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
         let verifier = self.jwt.as_ref().ok_or(AuthError::AlgorithmNotAccepted)?;
         let claims = verifier.verify(token)?;
+        let leeway = Duration::from_secs(verifier.leeway_s());
         let (subscribe, send) = match &claims.stomp {
             Some(claim) => (&claim.sub, &claim.send),
             None => (&self.default_subscribe, &self.default_send),
         };
         let grants = Grants::for_user(&claims.sub, subscribe, send);
         let expires_at = match (self.expiry, claims.exp) {
-            (TokenExpiry::Close, Some(exp)) => Some(instant_of(exp, self.leeway)),
+            (TokenExpiry::Close, Some(exp)) => Some(instant_of(exp, leeway)),
             _ => None,
         };
         Ok(Principal {

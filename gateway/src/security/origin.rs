@@ -25,7 +25,7 @@ impl OriginPolicy {
             OriginPolicy::AllowList(
                 allowed
                     .iter()
-                    .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                    .map(|o| o.trim_end_matches('/').to_string())
                     .collect(),
             )
         }

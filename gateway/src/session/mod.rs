@@ -241,9 +241,7 @@ impl Session {
             return Ok(());
         }
         let result = security.authenticate_connect(frame.header("login"), frame.header("passcode"));
-        self.node
-            .metrics
-            .authentication(result.as_ref().map(drop).map_err(|e| *e));
+        self.node.metrics.authentication(&result);
         match result {
             Ok(principal) => {
                 self.principal = Some(Arc::new(principal));
@@ -304,12 +302,20 @@ impl Session {
             )));
         }
         self.authorize(Action::Send, destination)?;
-        if let Some(tx) = frame.header("transaction") {
-            let tx = tx.to_string();
-            let max = self.node.config.max_transaction_frames;
-            return self.transactions.buffer(&tx, frame, max);
+        match self.hold_in_transaction(frame)? {
+            Some(frame) => self.publish(frame),
+            None => Ok(()),
         }
-        self.publish(frame)
+    }
+
+    /// Buffers `frame` in the transaction it names; gives it back when it
+    /// names none.
+    fn hold_in_transaction(&mut self, frame: Frame) -> Result<Option<Frame>, StompError> {
+        let Some(tx) = frame.header("transaction").map(str::to_string) else {
+            return Ok(Some(frame));
+        };
+        let max = self.node.config.max_transaction_frames;
+        self.transactions.buffer(&tx, frame, max).map(|()| None)
     }
 
     fn publish(&mut self, frame: Frame) -> Result<(), StompError> {
@@ -422,13 +428,11 @@ impl Session {
 
     fn ack(&mut self, frame: Frame) -> Result<(), StompError> {
         // Validate now so a bad ACK inside a transaction fails at once.
-        self.ack_reference(&frame)?;
-        if let Some(tx) = frame.header("transaction") {
-            let tx = tx.to_string();
-            let max = self.node.config.max_transaction_frames;
-            return self.transactions.buffer(&tx, frame, max);
+        let reference = self.ack_reference(&frame)?;
+        if frame.header("transaction").is_none() {
+            return self.settle(&frame, reference);
         }
-        self.apply_ack(&frame)
+        self.hold_in_transaction(frame).map(drop)
     }
 
     fn ack_reference<'f>(&self, frame: &'f Frame) -> Result<AckRef<'f>, StompError> {
@@ -444,8 +448,13 @@ impl Session {
         Ok(AckRef::MessageId(message_id, subscription))
     }
 
+    /// Applies an ACK or NACK held in a transaction, at COMMIT.
     fn apply_ack(&mut self, frame: &Frame) -> Result<(), StompError> {
         let reference = self.ack_reference(frame)?;
+        self.settle(frame, reference)
+    }
+
+    fn settle(&mut self, frame: &Frame, reference: AckRef<'_>) -> Result<(), StompError> {
         match self.acks.settle(reference) {
             Settled::Unknown => Err(unknown_ack(frame.header("id").unwrap_or_default())),
             Settled::Messages(n) if frame.command == Command::Nack => {

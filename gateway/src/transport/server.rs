@@ -27,7 +27,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 use crate::{
     connection::{self, Admission},
     metrics::UpgradeRejection,
-    node::Node,
+    node::{InFlight, Node},
     security::{client_ip, AuthError},
 };
 
@@ -84,17 +84,17 @@ fn accept(stream: TcpStream, peer: SocketAddr, node: &Arc<Node>, tls: &Option<Tl
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
     let node = node.clone();
+    // Held through the TLS handshake and the HTTP exchange (a drain waits).
+    let in_flight = node.in_flight();
     let Some(acceptor) = tls.clone() else {
-        tokio::spawn(serve_http(stream, peer, node));
+        tokio::spawn(serve_http(stream, peer, node, in_flight));
         return;
     };
     tokio::spawn(async move {
-        // Held through the HTTP exchange too (a drain waits for it).
-        let _in_flight = node.in_flight();
         // The handshake shares the HTTP header deadline: a client that opens
         // a socket and never speaks holds nothing for long.
         match tokio::time::timeout(HTTP_HEADER_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls_stream)) => serve_http(tls_stream, peer, node).await,
+            Ok(Ok(tls_stream)) => serve_http(tls_stream, peer, node, in_flight).await,
             Ok(Err(e)) => {
                 node.metrics.tls_handshake_failures.inc();
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -107,11 +107,10 @@ fn accept(stream: TcpStream, peer: SocketAddr, node: &Arc<Node>, tls: &Option<Tl
     });
 }
 
-async fn serve_http<I>(io: I, peer: SocketAddr, node: Arc<Node>)
+async fn serve_http<I>(io: I, peer: SocketAddr, node: Arc<Node>, _in_flight: InFlight)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _in_flight = node.in_flight();
     let service = service_fn(move |req| {
         let node = node.clone();
         async move { Ok::<_, Infallible>(route(req, node, peer)) }
@@ -159,13 +158,24 @@ const DEMO_PAGE: &str = include_str!("../../static/index.html");
 const STOMPJS: &str = include_str!("../../static/stomp.umd.min.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static(content_type));
+    let mut response = respond(StatusCode::OK, content_type, body);
     response
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A response with a status, a content type and a body.
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     response
 }
 
@@ -196,31 +206,19 @@ fn metrics(node: &Node) -> Response<Body> {
         node.registry.subscription_count(),
         node.registry.destination_count(),
     );
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
+    respond(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        body,
+    )
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    response
+    respond(status, "application/json", body)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    respond(status, "text/plain; charset=utf-8", body)
 }
 
 fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Response<Body> {
@@ -268,38 +266,17 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
         // Run on the bare TCP stream, out of hyper's wrapper, so the
         // connection holds no buffers while idle.
         let version = subprotocol.map(|(_, v)| v);
+        let launch = Launch {
+            node,
+            version,
+            handshake,
+            admission,
+        };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                tokio::spawn(connection::run(
-                    parts.io.into_inner(),
-                    parts.read_buf,
-                    node,
-                    version,
-                    handshake,
-                    admission,
-                ));
-            }
+            Ok(parts) => launch.start(parts.io.into_inner(), parts.read_buf),
             Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-                Ok(parts) => {
-                    tokio::spawn(connection::run(
-                        parts.io.into_inner(),
-                        parts.read_buf,
-                        node,
-                        version,
-                        handshake,
-                        admission,
-                    ));
-                }
-                Err(upgraded) => {
-                    tokio::spawn(connection::run(
-                        TokioIo::new(upgraded),
-                        Bytes::new(),
-                        node,
-                        version,
-                        handshake,
-                        admission,
-                    ));
-                }
+                Ok(parts) => launch.start(parts.io.into_inner(), parts.read_buf),
+                Err(upgraded) => launch.start(TokioIo::new(upgraded), Bytes::new()),
             },
         }
     });
@@ -311,6 +288,30 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
     }
     response
+}
+
+/// What a connection task starts with, whatever its stream type.
+struct Launch {
+    node: Arc<Node>,
+    version: Option<Version>,
+    handshake: InFlight,
+    admission: Admission,
+}
+
+impl Launch {
+    fn start<S>(self, io: S, early: Bytes)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(connection::run(
+            io,
+            early,
+            self.node,
+            self.version,
+            self.handshake,
+            self.admission,
+        ));
+    }
 }
 
 /// Why an upgrade gets an HTTP error instead of its 101.
@@ -355,15 +356,11 @@ impl Refusal {
                 format!("{e}\n"),
             ),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut response = respond(status, "text/plain; charset=utf-8", body);
         if let Some((name, value)) = header {
-            headers.insert(name, HeaderValue::from_static(value));
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
         }
         response
     }
@@ -401,8 +398,7 @@ fn admit<B>(req: &Request<B>, node: &Node, peer: SocketAddr) -> Result<Admission
     let principal = match bearer {
         Some(token) if security.required() => {
             let result = security.authenticate_token(token.trim());
-            node.metrics
-                .authentication(result.as_ref().map(drop).map_err(|e| *e));
+            node.metrics.authentication(&result);
             Some(Arc::new(result.map_err(Refusal::Unauthorized)?))
         }
         _ => None,

@@ -111,11 +111,6 @@ impl CertificateStore {
             }
         });
     }
-
-    /// The end-entity certificate currently served (DER).
-    pub fn current_certificate(&self) -> CertificateDer<'static> {
-        self.current.read().cert[0].clone()
-    }
 }
 
 impl ResolvesServerCert for CertificateStore {

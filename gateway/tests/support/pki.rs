@@ -1,6 +1,7 @@
 //! Throw-away key material for security tests: a test CA issuing server
 //! certificates for `localhost`/127.0.0.1, a TLS client that trusts only
-//! that CA, and a temporary directory for the files a gateway reads.
+//! that CA, HS256 test tokens, and a temporary directory for the files a
+//! gateway reads.
 
 use std::{
     path::{Path, PathBuf},
@@ -126,6 +127,24 @@ pub async fn tls_connect(
         .and_then(|c| c.first().cloned())
         .expect("server presented a certificate");
     Ok((tls, presented))
+}
+
+/// Seconds since the Unix epoch, the clock of JWT `exp`/`nbf`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A JWT with `claims`, signed HS256 with `secret`.
+pub fn hs256(claims: &serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing")
 }
 
 /// Replaces `path` atomically (write aside, then rename), as certificate
