@@ -11,7 +11,7 @@
 //! not expected.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
@@ -27,7 +27,7 @@ use super::{Common, Live};
 use crate::{
     client::{Client, Received},
     report::{rss_kib, Connections, Report},
-    stats::{self, latency_histogram, Deliveries, Observed, Percentiles, Stream},
+    stats::{self, latency_histogram, Deliveries, Percentiles, Stream},
 };
 
 #[derive(Debug, Clone)]
@@ -134,13 +134,16 @@ pub fn assign_rooms(
         .collect()
 }
 
+/// One subscriber's streams, by (publisher, room).
+type Streams = HashMap<(u32, u32), Stream>;
+
 /// What one user's task brings back.
 #[derive(Default)]
 struct UserOutcome {
     /// Messages sent per (this user, room).
     sent: HashMap<(u32, u32), u64>,
-    /// The first session's observations, complete while never churned.
-    first: Observed,
+    /// The first session's streams, complete while never churned.
+    first: Streams,
     churned: bool,
     /// Gap/duplicate totals of sessions after a churn, and of the first
     /// session once churned.
@@ -155,7 +158,6 @@ struct Shared {
     live: Arc<Live>,
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     connect_latency: Mutex<hdrhistogram::Histogram<u64>>,
-    failures: Mutex<BTreeMap<String, u64>>,
 }
 
 pub async fn run(config: ChatConfig) -> Report {
@@ -175,7 +177,6 @@ pub async fn run(config: ChatConfig) -> Report {
         live: live.clone(),
         latency: Mutex::new(latency_histogram()),
         connect_latency: Mutex::new(latency_histogram()),
-        failures: Mutex::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let churn_signals: Vec<Arc<Notify>> =
@@ -204,6 +205,7 @@ pub async fn run(config: ChatConfig) -> Report {
             rng: Rng::new(config.seed ^ (u as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d)),
             shared: shared.clone(),
             churn: churn_signals[u].clone(),
+            interval: latency_histogram(),
         };
         users.push(tokio::spawn(user.run(
             ready_tx,
@@ -236,17 +238,7 @@ pub async fn run(config: ChatConfig) -> Report {
     if Instant::now() < typing_end {
         sleep_until(typing_end).await;
     }
-    // Let deliveries settle: stop when nothing arrived for a second (at most 10 s).
-    let settle_deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = live.received.load(Ordering::Relaxed);
-    while Instant::now() < settle_deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = live.received.load(Ordering::Relaxed);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    live.settle().await;
     let rss_after = common.server_pid.and_then(rss_kib);
     let cpu = cpu.finish(live.received.load(Ordering::Relaxed) - received_before);
     let _ = stop_tx.send(true);
@@ -290,7 +282,7 @@ pub async fn run(config: ChatConfig) -> Report {
         for (&(publisher, room), &count) in sent.iter().filter(|((_, r), _)| user_rooms.contains(r))
         {
             deliveries.expected += count;
-            match o.first.streams.get(&(publisher, room)) {
+            match o.first.get(&(publisher, room)) {
                 Some(s) => {
                     deliveries.received += s.received;
                     deliveries.lost += s.lost(count);
@@ -305,7 +297,7 @@ pub async fn run(config: ChatConfig) -> Report {
     figures.smallest_room = members.values().copied().min().unwrap_or(0);
     let latency = shared.latency.lock().unwrap().clone();
     let connect_latency = Percentiles::of(&shared.connect_latency.lock().unwrap());
-    let failed = shared.failures.lock().unwrap().clone();
+    let failed = live.failures();
     Report {
         scenario: "chat".into(),
         url: format!("ws://{}{}", common.target.host, common.target.path),
@@ -352,6 +344,8 @@ struct User {
     rng: Rng,
     shared: Arc<Shared>,
     churn: Arc<Notify>,
+    /// Latency since the last flush, reused by every session.
+    interval: hdrhistogram::Histogram<u64>,
 }
 
 /// How a session ended.
@@ -373,13 +367,7 @@ impl User {
         let mut client = match self.join().await {
             Ok(c) => c,
             Err(cause) => {
-                *self
-                    .shared
-                    .failures
-                    .lock()
-                    .unwrap()
-                    .entry(cause.clone())
-                    .or_default() += 1;
+                self.shared.live.fail(cause.clone());
                 let _ = ready.send(false);
                 outcome.connect_failure = Some(cause);
                 return outcome;
@@ -397,7 +385,7 @@ impl User {
         };
         self.end = Some(start + duration);
         let mut due = start + self.rng.exponential(self.think_time);
-        let mut observed = Observed::default();
+        let mut observed = Streams::new();
         let mut session: HashMap<(u32, u32), Stream> = HashMap::new();
         loop {
             let end = self
@@ -414,7 +402,7 @@ impl User {
                 // From its first churn on, a user is checked for gaps only,
                 // its first session included.
                 outcome.churned = true;
-                session.extend(observed.streams.drain());
+                session.extend(observed.drain());
             }
             if outcome.churned {
                 // Only gaps inside a session count once a user churned.
@@ -430,13 +418,7 @@ impl User {
             match end {
                 SessionEnd::Stop => break,
                 SessionEnd::Failed(cause) => {
-                    *self
-                        .shared
-                        .failures
-                        .lock()
-                        .unwrap()
-                        .entry(cause)
-                        .or_default() += 1;
+                    self.shared.live.fail(cause);
                     break;
                 }
                 SessionEnd::Churn => {
@@ -450,13 +432,7 @@ impl User {
                         }
                         Err(cause) => {
                             outcome.reconnect_failures += 1;
-                            *self
-                                .shared
-                                .failures
-                                .lock()
-                                .unwrap()
-                                .entry(format!("reconnect_{cause}"))
-                                .or_default() += 1;
+                            self.shared.live.fail(format!("reconnect_{cause}"));
                             break;
                         }
                     }
@@ -514,13 +490,12 @@ impl User {
         &mut self,
         client: &mut Client,
         due: &mut Instant,
-        first: &mut Observed,
+        first: &mut Streams,
         session: &mut HashMap<(u32, u32), Stream>,
         outcome: &mut UserOutcome,
         stop: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
         let end = self.end.expect("typing started");
-        let mut interval = latency_histogram();
         let mut flushed = Instant::now();
         let ended = loop {
             let typing = *due < end;
@@ -547,19 +522,16 @@ impl User {
                 received = client.receive() => match received {
                     Ok(Received::Frame(f)) if f.command == Command::Message => {
                         let now = self.shared.live.now_us();
-                        let field = |name| f.header(name).and_then(|v| v.parse::<u64>().ok());
                         let room = f.header("subscription").and_then(|v| v.parse::<u32>().ok());
-                        if let (Some(p), Some(seq), Some(ts), Some(room)) =
-                            (field(stats::PUBLISHER), field(stats::SEQUENCE), field(stats::SCHEDULED_US), room)
-                        {
-                            let key = (p as u32, room);
+                        if let (Some((p, seq, ts)), Some(room)) = (stats::stamp(&f), room) {
+                            let key = (p, room);
                             if outcome.churned {
                                 session.entry(key).or_insert_with(|| Stream::joined_at(seq)).observe(seq);
                             } else {
-                                first.streams.entry(key).or_default().observe(seq);
+                                first.entry(key).or_default().observe(seq);
                             }
                             let latency = now.saturating_sub(ts).max(1);
-                            let _ = interval.record(latency);
+                            let _ = self.interval.record(latency);
                             self.shared.live.received.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -571,18 +543,18 @@ impl User {
                 }
             }
             if flushed.elapsed() >= Duration::from_millis(500) {
-                self.flush(&mut interval);
+                self.flush();
                 flushed = Instant::now();
             }
         };
-        self.flush(&mut interval);
+        self.flush();
         ended
     }
 
-    fn flush(&self, interval: &mut hdrhistogram::Histogram<u64>) {
-        let _ = self.shared.live.recent.lock().unwrap().add(&*interval);
-        let _ = self.shared.latency.lock().unwrap().add(&*interval);
-        interval.reset();
+    fn flush(&mut self) {
+        let _ = self.shared.live.recent.lock().unwrap().add(&self.interval);
+        let _ = self.shared.latency.lock().unwrap().add(&self.interval);
+        self.interval.reset();
     }
 }
 

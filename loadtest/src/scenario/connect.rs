@@ -2,7 +2,6 @@
 //! connect latency, failures by cause and the server's memory.
 
 use std::{
-    collections::BTreeMap,
     sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
@@ -30,7 +29,6 @@ pub async fn run(config: ConnectConfig) -> Report {
     let sampler = live.spawn_sampler(common.progress);
     let rss_before = common.server_pid.and_then(rss_kib);
     let latency = Arc::new(Mutex::new(latency_histogram()));
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let started = Instant::now();
     let spread = Duration::from_secs_f64(config.connections as f64 / common.connect_rate.max(1.0));
     let hold_until = started + spread + common.duration;
@@ -42,18 +40,14 @@ pub async fn run(config: ConnectConfig) -> Report {
             sleep_until(at).await;
         }
         let (target, source) = (common.target.clone(), common.source(i));
-        let (latency, failures, live) = (latency.clone(), failures.clone(), live.clone());
+        let (latency, live) = (latency.clone(), live.clone());
         let subscribe = config.subscribe.clone();
         tasks.push(tokio::spawn(async move {
             let begun = Instant::now();
             let mut client = match Client::connect(&target, source).await {
                 Ok(client) => client,
                 Err(e) => {
-                    *failures
-                        .lock()
-                        .unwrap()
-                        .entry(e.cause().to_string())
-                        .or_default() += 1;
+                    live.fail(e.cause().to_string());
                     return false;
                 }
             };
@@ -64,11 +58,7 @@ pub async fn run(config: ConnectConfig) -> Report {
                     .with_header("id", "0")
                     .with_header("destination", destination);
                 if client.send(&frame).await.is_err() {
-                    *failures
-                        .lock()
-                        .unwrap()
-                        .entry("subscribe".into())
-                        .or_default() += 1;
+                    live.fail("subscribe");
                     return false;
                 }
             }
@@ -81,22 +71,14 @@ pub async fn run(config: ConnectConfig) -> Report {
                 }
                 match client.receive_within(left).await {
                     Ok(Received::Frame(f)) if f.command == stomp::Command::Error => {
-                        *failures
-                            .lock()
-                            .unwrap()
-                            .entry("error_frame".into())
-                            .or_default() += 1;
+                        live.fail("error_frame");
                         live.connections.fetch_sub(1, Ordering::Relaxed);
                         return false;
                     }
                     Ok(_) => {}
                     Err(crate::client::ClientError::Timeout) => return true,
                     Err(e) => {
-                        *failures
-                            .lock()
-                            .unwrap()
-                            .entry(format!("dropped_{}", e.cause()))
-                            .or_default() += 1;
+                        live.fail(format!("dropped_{}", e.cause()));
                         live.connections.fetch_sub(1, Ordering::Relaxed);
                         return false;
                     }
@@ -118,7 +100,7 @@ pub async fn run(config: ConnectConfig) -> Report {
         _ => None,
     };
     let connect_latency = Percentiles::of(&latency.lock().unwrap());
-    let failed = failures.lock().unwrap().clone();
+    let failed = live.failures();
     Report {
         scenario: "connect".into(),
         url: format!("ws://{}{}", common.target.host, common.target.path),

@@ -3,7 +3,7 @@
 //! deliveries per second and per-subscriber loss, duplicates and order.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
@@ -68,7 +68,6 @@ pub async fn run(config: FanoutConfig) -> Report {
     let sampler = live.spawn_sampler(common.progress);
     let rss_before = common.server_pid.and_then(rss_kib);
     let topics = assign_topics(config.subscribers, config.topics, config.zipf);
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let connect_latency = Arc::new(Mutex::new(latency_histogram()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
@@ -85,7 +84,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         ready.push(ready_rx);
         let destination = format!("{}{topic}", config.destination_prefix);
         let (target, source) = (common.target.clone(), common.source(i));
-        let (live, failures, latency) = (live.clone(), failures.clone(), connect_latency.clone());
+        let (live, latency) = (live.clone(), connect_latency.clone());
         let mut stop = stop_rx.clone();
         subscribers.push(tokio::spawn(async move {
             let mut observed = Observed::default();
@@ -93,7 +92,7 @@ pub async fn run(config: FanoutConfig) -> Report {
             let mut client = match Client::connect(&target, source).await {
                 Ok(c) => c,
                 Err(e) => {
-                    *failures.lock().unwrap().entry(e.cause().into()).or_default() += 1;
+                    live.fail(e.cause());
                     let _ = ready_tx.send(false);
                     return observed;
                 }
@@ -108,7 +107,7 @@ pub async fn run(config: FanoutConfig) -> Report {
                     Ok(f) if f.command == Command::Receipt);
             let _ = ready_tx.send(confirmed);
             if !confirmed {
-                *failures.lock().unwrap().entry("subscribe".into()).or_default() += 1;
+                live.fail("subscribe");
                 return observed;
             }
             live.connections.fetch_add(1, Ordering::Relaxed);
@@ -120,33 +119,34 @@ pub async fn run(config: FanoutConfig) -> Report {
                     received = client.receive() => match received {
                         Ok(Received::Frame(f)) if f.command == Command::Message => {
                             let now = live.now_us();
-                            let field = |name| f.header(name).and_then(|v| v.parse::<u64>().ok());
-                            if let (Some(p), Some(seq), Some(ts)) =
-                                (field(stats::PUBLISHER), field(stats::SEQUENCE), field(stats::SCHEDULED_US))
-                            {
-                                observed.record(p as u32, topic, seq, ts, now);
+                            if let Some((p, seq, ts)) = stats::stamp(&f) {
+                                // Latency goes to the interval only; it joins
+                                // the run's histogram at each flush.
+                                observed.streams.entry((p, topic)).or_default().observe(seq);
                                 let _ = interval.record(now.saturating_sub(ts).max(1));
                                 live.received.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         Ok(Received::Frame(f)) if f.command == Command::Error => {
                             let cause = format!("error_frame: {}", f.header("message").unwrap_or(""));
-                            *failures.lock().unwrap().entry(cause).or_default() += 1;
+                            live.fail(cause);
                             break;
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            *failures.lock().unwrap().entry(format!("dropped_{}", e.cause())).or_default() += 1;
+                            live.fail(format!("dropped_{}", e.cause()));
                             break;
                         }
                     }
                 }
                 if flushed.elapsed() >= Duration::from_millis(500) {
                     let _ = live.recent.lock().unwrap().add(&interval);
+                    let _ = observed.latency.add(&interval);
                     interval.reset();
                     flushed = Instant::now();
                 }
             }
+            let _ = observed.latency.add(&interval);
             observed
         }));
     }
@@ -165,18 +165,14 @@ pub async fn run(config: FanoutConfig) -> Report {
     let mut publishers = Vec::new();
     for p in 0..config.publishers {
         let (target, source) = (common.target.clone(), common.source(config.subscribers + p));
-        let (live, failures, body) = (live.clone(), failures.clone(), body.clone());
+        let (live, body) = (live.clone(), body.clone());
         let (prefix, topics) = (config.destination_prefix.clone(), config.topics.max(1));
         publishers.push(tokio::spawn(async move {
             let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
             let mut client = match Client::connect(&target, source).await {
                 Ok(c) => c,
                 Err(e) => {
-                    *failures
-                        .lock()
-                        .unwrap()
-                        .entry(format!("publisher_{}", e.cause()))
-                        .or_default() += 1;
+                    live.fail(format!("publisher_{}", e.cause()));
                     return sent;
                 }
             };
@@ -199,11 +195,7 @@ pub async fn run(config: FanoutConfig) -> Report {
                     .with_header(stats::SCHEDULED_US, scheduled.to_string())
                     .with_body(body.clone());
                 if let Err(e) = client.send(&frame).await {
-                    *failures
-                        .lock()
-                        .unwrap()
-                        .entry(format!("publisher_{}", e.cause()))
-                        .or_default() += 1;
+                    live.fail(format!("publisher_{}", e.cause()));
                     break;
                 }
                 *seq += 1;
@@ -221,17 +213,7 @@ pub async fn run(config: FanoutConfig) -> Report {
     let publish_took = publish_start.elapsed();
     let published: u64 = sent.values().sum();
 
-    // Let deliveries settle: stop when nothing arrived for a second (at most 10 s).
-    let settle_deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = live.received.load(Ordering::Relaxed);
-    while Instant::now() < settle_deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = live.received.load(Ordering::Relaxed);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    live.settle().await;
     let rss_after = common.server_pid.and_then(rss_kib);
     let cpu = cpu.finish(live.received.load(Ordering::Relaxed) - received_before);
     let _ = stop_tx.send(true);
@@ -246,7 +228,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         let _ = latency.add(&o.latency);
     }
     let connect_latency = Percentiles::of(&connect_latency.lock().unwrap());
-    let failed = failures.lock().unwrap().clone();
+    let failed = live.failures();
     let publishers_failed = failed
         .iter()
         .filter(|(k, _)| k.starts_with("publisher_"))

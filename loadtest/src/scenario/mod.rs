@@ -5,6 +5,7 @@ pub mod connect;
 pub mod fanout;
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -53,6 +54,8 @@ pub struct Live {
     /// Latency of the current second, merged in by subscribers.
     pub recent: Mutex<Histogram<u64>>,
     samples: Mutex<Vec<Sample>>,
+    /// Failed connections and sessions, by cause.
+    failures: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Live {
@@ -64,7 +67,40 @@ impl Live {
             received: AtomicU64::new(0),
             recent: Mutex::new(latency_histogram()),
             samples: Mutex::default(),
+            failures: Mutex::default(),
         })
+    }
+
+    /// Counts one failure of `cause`.
+    pub fn fail(&self, cause: impl Into<String>) {
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cause.into())
+            .or_default() += 1;
+    }
+
+    /// Failures so far, by cause.
+    pub fn failures(&self) -> BTreeMap<String, u64> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until deliveries stop: nothing received for a second, or 10 s.
+    pub async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut last = self.received.load(Ordering::Relaxed);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.received.load(Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
     }
 
     /// Microseconds since the run started (the clock of scheduled times).
