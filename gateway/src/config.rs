@@ -360,20 +360,24 @@ impl Config {
         })?;
         let mut merged = vec![args[0].clone()];
         for (key, value) in table {
-            let id = key.replace('-', "_");
-            let known = command.get_arguments().any(|a| a.get_id() == id.as_str());
-            if !known || id == "config" {
+            // A key is a flag's long name (dashes or underscores).
+            let long = key.replace('_', "-");
+            let Some(arg) = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+            else {
                 return Err(ConfigError::UnknownKey { path, key });
-            }
+            };
+            let id = arg.get_id().as_str();
             // Given as a flag or in the environment: those win. (Settings
             // without a default have no source at all when absent.)
             if matches!(
-                matches.value_source(&id),
+                matches.value_source(id),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             ) {
                 continue;
             }
-            let flag = format!("--{}", key.replace('_', "-"));
+            let flag = format!("--{long}");
             let values = match value {
                 toml::Value::Array(items) => items.into_iter().map(toml_scalar).collect(),
                 other => vec![toml_scalar(other)],
@@ -453,6 +457,15 @@ mod tests {
         assert_eq!(c.max_frame_bytes, 4096);
         assert_eq!(c.outbound_queue, 9, "flag beats file");
         assert_eq!(c.listen.port(), 9999);
+    }
+
+    #[test]
+    fn file_keys_are_flag_names_even_where_the_field_differs() {
+        let mut file = tempfile_in_target("prefixes.toml");
+        writeln!(file.1, "destination-prefix = [\"/topic/\", \"/queue/\"]").unwrap();
+        let path = file.0.to_str().unwrap().to_string();
+        let c = Config::load_from(["gateway", "--config", &path]).unwrap();
+        assert_eq!(c.destination_prefixes, ["/topic/", "/queue/"]);
     }
 
     #[test]
