@@ -107,15 +107,21 @@ async fn run(
     mut interest_rx: mpsc::UnboundedReceiver<Interest>,
     push_rx: mpsc::UnboundedReceiver<redis::PushInfo>,
 ) {
+    // Interest that arrives before the first connection is kept, in order,
+    // and applied once connected; only Ready is answered at once (the
+    // broker is down, so waiting would only hold the client).
+    let mut backlog = Vec::new();
     let connection = loop {
         match client.get_async_connection().await {
             Ok(connection) => break connection,
             Err(e) => {
                 tracing::debug!(error = %e, "redis cluster connect failed");
-                // Keep answering interest while waiting.
                 while let Ok(change) = interest_rx.try_recv() {
-                    if let Interest::Ready(_, tx) = change {
-                        let _ = tx.send(());
+                    match change {
+                        Interest::Ready(_, tx) => {
+                            let _ = tx.send(());
+                        }
+                        change => backlog.push(change),
                     }
                 }
                 tokio::time::sleep(CONNECT_RETRY).await;
@@ -127,39 +133,49 @@ async fn run(
     tokio::spawn(deliver(shared.clone(), push_rx));
     tokio::spawn(health(connection.clone(), shared.clone()));
     tokio::spawn(publish(connection.clone(), shared.clone(), publish_rx));
-    interest(connection, shared, interest_rx).await;
+    interest(connection, shared, backlog, interest_rx).await;
 }
 
-/// Applies interest changes in order; a Ready is answered once everything
-/// queued before it (its SSUBSCRIBE) has been confirmed.
+/// Applies interest changes in order, the backlog from before the first
+/// connection first; a Ready is answered once everything queued before it
+/// (its SSUBSCRIBE) has been confirmed.
 async fn interest(
     mut connection: ClusterConnection,
     shared: Arc<Shared>,
+    backlog: Vec<Interest>,
     mut rx: mpsc::UnboundedReceiver<Interest>,
 ) {
     let mut channels = 0i64;
+    for change in backlog {
+        apply(&mut connection, change, &mut channels).await;
+    }
+    shared.metrics.channels.set(channels);
     while let Some(change) = rx.recv().await {
-        match change {
-            Interest::Subscribe(Upstream::Channel(channel), _) => {
-                match connection.ssubscribe(&channel).await {
-                    Ok(()) => channels += 1,
-                    Err(e) => tracing::warn!(error = %e, %channel, "SSUBSCRIBE failed"),
-                }
-            }
-            Interest::Unsubscribe(Upstream::Channel(channel), _) => {
-                match connection.sunsubscribe(&channel).await {
-                    Ok(()) => channels -= 1,
-                    Err(e) => tracing::warn!(error = %e, %channel, "SUNSUBSCRIBE failed"),
-                }
-            }
-            Interest::Ready(_, tx) => {
-                let _ = tx.send(());
-            }
-            // Patterns are refused before they reach the broker.
-            Interest::Subscribe(Upstream::Glob(_), _)
-            | Interest::Unsubscribe(Upstream::Glob(_), _) => {}
-        }
+        apply(&mut connection, change, &mut channels).await;
         shared.metrics.channels.set(channels);
+    }
+}
+
+async fn apply(connection: &mut ClusterConnection, change: Interest, channels: &mut i64) {
+    match change {
+        Interest::Subscribe(Upstream::Channel(channel), _) => {
+            match connection.ssubscribe(&channel).await {
+                Ok(()) => *channels += 1,
+                Err(e) => tracing::warn!(error = %e, %channel, "SSUBSCRIBE failed"),
+            }
+        }
+        Interest::Unsubscribe(Upstream::Channel(channel), _) => {
+            match connection.sunsubscribe(&channel).await {
+                Ok(()) => *channels -= 1,
+                Err(e) => tracing::warn!(error = %e, %channel, "SUNSUBSCRIBE failed"),
+            }
+        }
+        Interest::Ready(_, tx) => {
+            let _ = tx.send(());
+        }
+        // Patterns are refused before they reach the broker.
+        Interest::Subscribe(Upstream::Glob(_), _) | Interest::Unsubscribe(Upstream::Glob(_), _) => {
+        }
     }
 }
 
