@@ -11,6 +11,7 @@
 //! direct, synchronous call into the sink. A Redis implementation plugs in
 //! behind the same trait.
 
+pub mod durable;
 mod embedded;
 pub mod envelope;
 pub mod pattern;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use durable::Durable;
 pub use embedded::EmbeddedBroker;
 pub use publication::Publication;
 pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};

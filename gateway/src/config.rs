@@ -103,6 +103,24 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_REDIS_GRACE_MS", default_value_t = 10_000)]
     pub redis_grace_ms: u64,
 
+    /// Durable destinations (repeatable; concrete or wildcard, e.g.
+    /// `/topic/chat.#`): their messages are also appended to a Redis Stream,
+    /// in the same round trip as the publish, for the api to persist (see
+    /// docs/api.md). Needs `--redis-url` without `--redis-sharded`.
+    #[arg(long, env = "GATEWAY_DURABLE", value_delimiter = ',')]
+    pub durable: Vec<String>,
+
+    /// The Redis Stream durable messages are appended to (the api's
+    /// `--stream` must name the same one).
+    #[arg(long, env = "GATEWAY_DURABLE_STREAM", default_value = broker_bridge::durable::DEFAULT_STREAM)]
+    pub durable_stream: String,
+
+    /// Approximate cap on the durable stream's length (entries); older
+    /// entries are trimmed even when the api has not read them yet, so size
+    /// it for the longest api outage to survive.
+    #[arg(long, env = "GATEWAY_DURABLE_MAX_LEN", default_value_t = broker_bridge::durable::DEFAULT_MAX_LEN)]
+    pub durable_max_len: u64,
+
     /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
     #[arg(
         long = "destination-prefix",
@@ -400,6 +418,15 @@ impl Config {
             return invalid(
                 "outbound-queue must be > 0, max-frame-bytes ≥ 64, max-header-line ≥ 16",
             );
+        }
+        if !self.durable.is_empty() && (self.redis_url.is_none() || self.redis_sharded) {
+            return invalid(
+                "durable destinations need --redis-url without --redis-sharded \
+                 (the api reads them from one Redis Stream)",
+            );
+        }
+        if self.durable_max_len == 0 || self.durable_stream.is_empty() {
+            return invalid("durable-max-len must be > 0 and durable-stream non-empty");
         }
         if self.max_frame_rate > 0 && self.frame_burst == 0 {
             return invalid("frame-burst must be at least 1 when max-frame-rate is set");

@@ -41,6 +41,11 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "content-length",
 ];
 
+/// The header naming an authenticated sender; the gateway sets it on every
+/// message from an authenticated connection (as RabbitMQ's validated
+/// `user-id`), so receivers and the history can trust it.
+pub const USER_ID_HEADER: &str = "user-id";
+
 impl EncodedMessage {
     /// Encodes `publication` once for `version` (1.0 sessions get unescaped
     /// headers, so the node keeps one encoding per escaping rule).

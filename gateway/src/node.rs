@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use broker_bridge::{
-    Broker, BrokerError, EmbeddedBroker, RedisBroker, RedisOptions, ShardedRedisBroker,
+    Broker, BrokerError, Durable, EmbeddedBroker, RedisBroker, RedisOptions, ShardedRedisBroker,
 };
 
 use thiserror::Error;
@@ -70,6 +70,11 @@ impl Node {
         let node_id = node_id(&config);
         let mut options = RedisOptions::new(redis_url, node_id);
         options.channel_prefix = config.redis_channel_prefix.clone();
+        options.durable = Arc::new(Durable::new(
+            &config.durable,
+            config.durable_stream.as_str(),
+            config.durable_max_len,
+        ));
         let broker: Arc<dyn Broker> = if config.redis_sharded {
             Arc::new(ShardedRedisBroker::start(
                 options,

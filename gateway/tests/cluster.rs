@@ -449,3 +449,74 @@ async fn redis_cluster_carries_sharded_pub_sub() {
         Some("wildcards not supported")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_destinations_are_appended_to_the_stream_and_others_are_not() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let gw = start(&[
+        "--redis-url",
+        &url,
+        "--node-id",
+        "d",
+        "--durable",
+        "/topic/chat.#,/topic/audit",
+        "--durable-stream",
+        "test:durable",
+    ])
+    .await;
+    for _ in 0..100 {
+        if gw.node.broker.is_available() {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    let mut sub = Client::connected(gw.addr).await;
+    sub.subscribe("s", "/topic/#", "auto").await;
+    let mut publisher = Client::connected(gw.addr).await;
+    let sends = [
+        "/topic/chat.room1",
+        "/topic/typing.room1",
+        "/topic/chat.room2.thread",
+        "/topic/audit",
+        "/topic/audit.extra",
+    ];
+    for destination in sends {
+        publisher
+            .send(Command::Send, &[("destination", destination)], b"m")
+            .await;
+    }
+    for _ in sends {
+        assert_eq!(sub.frame().await.command, Command::Message);
+    }
+    assert_eq!(redis.cli(&["XLEN", "test:durable"]).trim(), "3");
+    let entries = redis.cli(&["XRANGE", "test:durable", "-", "+"]);
+    let kept: Vec<&str> = [
+        "/topic/chat.room1",
+        "/topic/chat.room2.thread",
+        "/topic/audit",
+    ]
+    .into_iter()
+    .filter(|d| entries.contains(d))
+    .collect();
+    assert_eq!(kept.len(), 3, "durable ones kept, in the stream: {entries}");
+    assert!(!entries.contains("typing"), "non-durable ones are not");
+}
+
+#[test]
+fn durable_destinations_without_classic_redis_are_refused() {
+    for args in [
+        vec!["gateway", "--durable", "/topic/a"],
+        vec![
+            "gateway",
+            "--durable",
+            "/topic/a",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--redis-sharded",
+        ],
+    ] {
+        let err = gateway::Config::load_from(args).unwrap_err().to_string();
+        assert!(err.contains("durable destinations need"), "{err}");
+    }
+}

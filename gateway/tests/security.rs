@@ -683,3 +683,34 @@ async fn tls_serves_wss_and_reloads_the_certificate_without_restart() {
     assert_eq!(presented, second.der);
     assert!(gw.node.metrics.tls_reload_failures.get() >= 1);
 }
+
+#[tokio::test]
+async fn an_authenticated_sender_is_named_by_the_server_not_by_itself() {
+    let dir = TempDir::new("user-id");
+    let gw = hs256_gateway(&dir, &[]).await;
+    let token = hs256(
+        &claims("alice", &["/topic/chat.room1"], &["/topic/chat.room1"]),
+        SECRET,
+    );
+    let (mut c, _) = connect_with(&gw, &token).await;
+    c.subscribe("s", "/topic/chat.room1", "auto").await;
+    c.send(
+        Command::Send,
+        &[
+            ("destination", "/topic/chat.room1"),
+            ("user-id", "mallory"),
+            ("user-id", "eve"),
+        ],
+        b"who am i",
+    )
+    .await;
+    let m = c.frame().await;
+    assert_eq!(m.command, Command::Message);
+    let named: Vec<&str> = m
+        .headers
+        .iter()
+        .filter(|h| h.name() == "user-id")
+        .map(|h| h.value())
+        .collect();
+    assert_eq!(named, ["alice"], "only the verified subject, once");
+}

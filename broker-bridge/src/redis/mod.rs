@@ -18,6 +18,8 @@
 //!   re-subscribes every wanted channel in one command.
 //!
 //! Channels are `<prefix><destination>` and carry [`crate::envelope`]s.
+//! A message of a durable destination is also appended to a stream, in the
+//! same pipeline as its PUBLISH ([`crate::durable`]).
 //! A wildcard destination becomes a PSUBSCRIBE of a glob that covers it
 //! (several wildcard destinations may share one glob); a message that
 //! arrives through a glob is handed to the sink once per local wildcard
@@ -41,7 +43,8 @@ use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady,
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, Publication, Route,
+    SubscriptionReady,
 };
 pub use metrics::RedisMetrics;
 pub use sharded::ShardedRedisBroker;
@@ -60,6 +63,9 @@ pub struct RedisOptions {
     pub publish_queue: usize,
     /// Most publishes in one pipeline.
     pub max_pipeline: usize,
+    /// Destinations whose messages are also appended to a Redis Stream
+    /// (classic pub/sub only; empty by default).
+    pub durable: Arc<Durable>,
 }
 
 impl RedisOptions {
@@ -70,6 +76,7 @@ impl RedisOptions {
             node_id,
             publish_queue: 65_536,
             max_pipeline: 512,
+            durable: Arc::default(),
         }
     }
 }

@@ -53,9 +53,13 @@ pub(super) async fn run(
                 }
             }
             let mut pipe = redis::pipe();
+            let durable = &shared.options.durable;
             for p in &batch {
                 match envelope::encode(&shared.options.node_id, p) {
                     Ok(bytes) => {
+                        if !durable.is_empty() && durable.covers(&p.destination) {
+                            durable.append(&mut pipe, &bytes).ignore();
+                        }
                         pipe.cmd("PUBLISH")
                             .arg(shared.channel(&p.destination))
                             .arg(bytes.as_ref())

@@ -24,7 +24,7 @@ use transactions::Transactions;
 
 use crate::{
     config::MessageFrames,
-    message::{subscription_header, RESERVED_HEADERS},
+    message::{subscription_header, RESERVED_HEADERS, USER_ID_HEADER},
     metrics::CloseReason,
     node::Node,
     outbound::{Delivery, Outbound},
@@ -320,12 +320,19 @@ impl Session {
 
     fn publish(&mut self, frame: Frame) -> Result<(), StompError> {
         let destination: Arc<str> = required(&frame, "destination")?.into();
-        let headers = frame
+        // An authenticated sender is named by the server, never by itself:
+        // its own `user-id` is dropped and the verified one added.
+        let sender = self.principal.as_ref().map(|p| &p.user);
+        let mut headers: Vec<(String, String)> = frame
             .headers
             .iter()
             .filter(|h| !RESERVED_HEADERS.contains(&h.name()))
+            .filter(|h| sender.is_none() || h.name() != USER_ID_HEADER)
             .map(|h| (h.name().to_string(), h.value().to_string()))
             .collect();
+        if let Some(user) = sender {
+            headers.push((USER_ID_HEADER.to_string(), user.to_string()));
+        }
         let publication = Publication {
             destination,
             message_id: self.node.next_message_id(),

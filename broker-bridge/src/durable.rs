@@ -1,0 +1,124 @@
+//! Durable destinations: messages that must outlive the live fan-out.
+//!
+//! A gateway in cluster mode appends every message of a durable destination
+//! to one Redis Stream, in the same pipeline (the same round trip) as its
+//! PUBLISH, so the api can persist it to PostgreSQL through a consumer group
+//! even when the api was down while the message flew by. The stream is
+//! capped with an approximate `MAXLEN`: Redis trims whole macro-nodes, which
+//! keeps trimming O(1) amortised; size the cap for the api outage you want
+//! to survive (see `docs/api.md`).
+//!
+//! Each entry has one field, [`ENTRY_FIELD`], holding the same
+//! [`crate::envelope`] bytes that go to the pub/sub channel, so the api
+//! decodes exactly what every gateway decodes. The entry id Redis assigns
+//! (`<ms>-<seq>`) is the message's position: unique, and increasing along
+//! the stream, hence along every destination in it.
+
+use std::collections::HashSet;
+
+use crate::pattern::Pattern;
+
+/// The stream entry field that holds the envelope.
+pub const ENTRY_FIELD: &str = "m";
+
+/// The default stream key.
+pub const DEFAULT_STREAM: &str = "stomp:durable";
+
+/// The default cap on the stream's length (entries).
+pub const DEFAULT_MAX_LEN: u64 = 1_000_000;
+
+/// Which destinations are durable, and where their messages are appended.
+#[derive(Debug, Clone, Default)]
+pub struct Durable {
+    exact: HashSet<Box<str>>,
+    patterns: Vec<Pattern>,
+    stream: String,
+    max_len: u64,
+}
+
+impl Durable {
+    /// `destinations` are concrete destinations or wildcard patterns
+    /// (`/topic/chat.#`), as in SUBSCRIBE.
+    pub fn new(destinations: &[String], stream: impl Into<String>, max_len: u64) -> Durable {
+        let mut durable = Durable {
+            stream: stream.into(),
+            max_len,
+            ..Durable::default()
+        };
+        for destination in destinations {
+            match Pattern::parse(destination) {
+                Some(pattern) => durable.patterns.push(pattern),
+                None => {
+                    durable.exact.insert(destination.as_str().into());
+                }
+            }
+        }
+        durable
+    }
+
+    /// No destination is durable: publishing costs nothing extra.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.patterns.is_empty()
+    }
+
+    /// Whether messages to `destination` are kept.
+    pub fn covers(&self, destination: &str) -> bool {
+        self.exact.contains(destination) || self.patterns.iter().any(|p| p.matches(destination))
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Adds the `XADD` of one envelope to `pipe`; its reply is the entry id.
+    pub fn append<'a>(
+        &self,
+        pipe: &'a mut redis::Pipeline,
+        envelope: &[u8],
+    ) -> &'a mut redis::Pipeline {
+        pipe.cmd("XADD")
+            .arg(&self.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg(ENTRY_FIELD)
+            .arg(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_wildcard_destinations_are_covered_and_nothing_else() {
+        let durable = Durable::new(
+            &["/topic/audit".to_string(), "/topic/chat.#".to_string()],
+            DEFAULT_STREAM,
+            10,
+        );
+        assert!(!durable.is_empty());
+        assert!(durable.covers("/topic/audit"));
+        assert!(durable.covers("/topic/chat.room1"));
+        assert!(durable.covers("/topic/chat.a.b"));
+        assert!(!durable.covers("/topic/audit.x"));
+        assert!(!durable.covers("/topic/typing.room1"));
+        assert!(!durable.covers("/queue/chat.room1"));
+        assert!(Durable::default().is_empty());
+        assert!(!Durable::default().covers("/topic/audit"));
+    }
+
+    #[test]
+    fn append_writes_a_capped_xadd() {
+        let durable = Durable::new(&["/topic/a".to_string()], "s", 500);
+        let mut pipe = redis::pipe();
+        durable.append(&mut pipe, b"env");
+        let packed = String::from_utf8_lossy(&pipe.get_packed_pipeline()).into_owned();
+        let words: Vec<&str> = packed
+            .split("\r\n")
+            .filter(|w| !w.starts_with(['*', '$']) && !w.is_empty())
+            .collect();
+        assert_eq!(words, ["XADD", "s", "MAXLEN", "~", "500", "*", "m", "env"]);
+    }
+}
