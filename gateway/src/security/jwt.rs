@@ -5,7 +5,7 @@
 //! family, so an RSA public key can never be (mis)used as an HMAC secret
 //! (algorithm confusion), and `alg: none` is not an algorithm at all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jsonwebtoken::{
     decode, decode_header,
@@ -15,7 +15,7 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 
-use super::{AuthError, SecurityError};
+use super::{AuthError, SecurityError, MIN_SECRET_BYTES};
 
 /// The claims the gateway reads; others are ignored.
 #[derive(Debug, Deserialize)]
@@ -74,6 +74,17 @@ pub struct Rules {
     pub leeway_s: u64,
 }
 
+/// Where a verifier's keys come from (the gateway's and the api's flags).
+pub struct JwtSettings<'a> {
+    /// The HMAC secret itself (environment or config file).
+    pub secret: Option<&'a str>,
+    /// A file holding the HMAC secret; wins over `secret`.
+    pub secret_file: Option<&'a Path>,
+    /// PEM or JWKS files of public keys.
+    pub public_keys: &'a [PathBuf],
+    pub rules: Rules,
+}
+
 /// Verifies tokens against the configured keys.
 pub struct JwtVerifier {
     secret: Option<DecodingKey>,
@@ -82,6 +93,34 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
+    /// The verifier of `settings`, or `None` when no key is configured
+    /// (authentication off). An HMAC secret shorter than
+    /// [`MIN_SECRET_BYTES`] is refused.
+    pub fn from_settings(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, SecurityError> {
+        let mut secret = settings.secret.map(str::to_string);
+        if let Some(path) = settings.secret_file {
+            secret = Some(
+                super::read_secret_file(path)?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            );
+        }
+        if let Some(secret) = &secret {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(SecurityError::WeakSecret(secret.len()));
+            }
+        }
+        if secret.is_none() && settings.public_keys.is_empty() {
+            return Ok(None);
+        }
+        let mut verifier =
+            JwtVerifier::new(secret.as_deref().map(str::as_bytes), settings.rules.clone());
+        for path in settings.public_keys {
+            verifier.add_key_file(path)?;
+        }
+        Ok(Some(verifier))
+    }
+
     pub fn new(secret: Option<&[u8]>, rules: Rules) -> JwtVerifier {
         JwtVerifier {
             secret: secret.map(DecodingKey::from_secret),

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 pub use client_ip::{client_ip, Cidr, IpLimiter, IpSlot};
 pub use grants::{Action, Grants};
-pub use jwt::{Claims, JwtVerifier, Rules};
+pub use jwt::{Claims, JwtSettings, JwtVerifier, Rules};
 pub use origin::OriginPolicy;
 pub use rate::FrameBucket;
 pub use users::Users;
@@ -127,33 +127,16 @@ pub struct Security {
 
 impl Security {
     pub fn from_config(config: &Config) -> Result<Security, SecurityError> {
-        let mut secret = config.jwt_secret.as_ref().map(|s| s.0.clone());
-        if let Some(path) = &config.jwt_secret_file {
-            secret = Some(
-                read_secret_file(path)?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-            );
-        }
-        if let Some(secret) = &secret {
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(SecurityError::WeakSecret(secret.len()));
-            }
-        }
-        let jwt = if secret.is_some() || !config.jwt_public_key.is_empty() {
-            let rules = Rules {
+        let jwt = JwtVerifier::from_settings(&JwtSettings {
+            secret: config.jwt_secret.as_ref().map(|s| s.0.as_str()),
+            secret_file: config.jwt_secret_file.as_deref(),
+            public_keys: &config.jwt_public_key,
+            rules: Rules {
                 issuers: config.jwt_issuer.clone(),
                 audiences: config.jwt_audience.clone(),
                 leeway_s: config.jwt_leeway_s,
-            };
-            let mut verifier = JwtVerifier::new(secret.as_deref().map(str::as_bytes), rules);
-            for path in &config.jwt_public_key {
-                verifier.add_key_file(path)?;
-            }
-            Some(verifier)
-        } else {
-            None
-        };
+            },
+        })?;
         let users = config.users_file.as_deref().map(Users::load).transpose()?;
         let trusted_proxies = config
             .trusted_proxy

@@ -1,0 +1,53 @@
+//! `api`: serve (default) or `api migrate`.
+
+use anyhow::Context;
+use api::{config::Command, Api, Config};
+use gateway::config::LogFormat;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(api::config::ConfigError::Args(e)) => e.exit(),
+        Err(e) => anyhow::bail!(e),
+    };
+    init_logging(config.log_format);
+    if config.command == Some(Command::Migrate) {
+        let pool = api::db::pool(config.database_url(), 1, config.database_timeout())?;
+        let applied = api::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
+        println!("migrations applied: {applied:?}");
+        return Ok(());
+    }
+    let api = Api::start(&config).await.context("starting the api")?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing the batch in hand");
+    api.shutdown().await;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("API_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    // Logs go to stderr: stdout carries command output (`api migrate`).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,56 @@
+//! One shared, self-healing Redis connection for requests (publishes,
+//! readiness) and the backlog poller.
+//!
+//! It is opened on first use rather than at start, so the api starts (and
+//! reports itself unready) while Redis is down; once open, the connection
+//! manager reconnects by itself.
+
+use std::time::Duration;
+
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    RedisError,
+};
+use tokio::sync::OnceCell;
+
+pub struct RedisLink {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+}
+
+impl RedisLink {
+    pub fn new(client: redis::Client) -> RedisLink {
+        RedisLink {
+            client,
+            connection: OnceCell::new(),
+        }
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The connection, opening it if this is the first use (or every
+    /// earlier attempt failed).
+    pub async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        self.connection
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .await
+            .cloned()
+    }
+
+    /// Whether Redis answers a PING.
+    pub async fn ping(&self) -> bool {
+        match self.connection().await {
+            Ok(mut c) => redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
