@@ -31,6 +31,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<Secret>,
 
+    /// PEM file of the CA certificates that sign PostgreSQL's TLS
+    /// certificate (for RDS, the AWS global bundle). Needed when the URL
+    /// says `sslmode=require`.
+    #[arg(long, env = "API_DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
+
     /// Redis URL, the same one the gateways use (`redis://…`, `rediss://…`).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<Secret>,

@@ -57,6 +57,7 @@ impl Api {
             config.database_url(),
             config.pool_size,
             config.database_timeout(),
+            config.database_ca_file.as_deref(),
         )?;
         let applied = db::migrate(&pool).await?;
         if !applied.is_empty() {

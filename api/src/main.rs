@@ -16,7 +16,12 @@ async fn main() -> anyhow::Result<()> {
     };
     init_logging(config.log_format);
     if config.command == Some(Command::Migrate) {
-        let pool = api::db::pool(config.database_url(), 1, config.database_timeout())?;
+        let pool = api::db::pool(
+            config.database_url(),
+            1,
+            config.database_timeout(),
+            config.database_ca_file.as_deref(),
+        )?;
         let applied = api::db::migrate(&pool)
             .await
             .context("applying migrations")?;
@@ -31,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("API_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     // Logs go to stderr: stdout carries command output (`api migrate`).
     let builder = tracing_subscriber::fmt()

@@ -630,3 +630,43 @@ async fn every_bad_request_gets_a_json_4xx() {
     assert_eq!(page["messages"][0]["headers"]["user-id"], "alice");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_is_verified_against_the_configured_ca() {
+    let (pg, ca_pem) = Postgres::start_tls().await;
+    let dir = std::env::temp_dir().join(format!("api-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let other = dir.join("other-ca.pem");
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, params.self_signed(&other_key).unwrap().pem()).unwrap();
+    let migrate = |ca: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_api"));
+        command.args(["migrate", "--database-url", &pg.tls_url()]);
+        if let Some(ca) = ca {
+            command.arg("--database-ca-file").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    let trusted = migrate(Some(&ca));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("[1]"));
+
+    let untrusted = migrate(Some(&other));
+    assert!(
+        !untrusted.status.success(),
+        "a certificate from another CA is refused"
+    );
+    let no_ca = migrate(None);
+    assert!(!no_ca.status.success());
+    let stderr = String::from_utf8_lossy(&no_ca.stderr);
+    assert!(stderr.contains("--database-ca-file"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

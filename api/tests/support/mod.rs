@@ -64,7 +64,7 @@ impl ApiProcess {
     async fn spawn(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_api"))
             .args(&self.args)
-            .env("API_LOG", "warn")
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -16,20 +16,65 @@ pub struct Postgres {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Serving TLS only (plain connections are rejected).
+    tls: bool,
+    ca_pem: Option<String>,
 }
 
 impl Postgres {
     pub async fn start() -> Postgres {
+        Postgres::start_with(false).await
+    }
+
+    /// A server that accepts TLS connections only, with a certificate for
+    /// `localhost` issued by a fresh test CA; returns the CA's PEM too.
+    pub async fn start_tls() -> (Postgres, String) {
+        let mut server = Postgres::start_with(true).await;
+        let ca = server.ca_pem.take().unwrap_or_default();
+        (server, ca)
+    }
+
+    /// Writes a certificate, its key and a TLS-only pg_hba.conf into the
+    /// data directory; returns the issuing CA's PEM.
+    fn install_certificate(dir: &Path) -> String {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let data = dir.join("data");
+        std::fs::write(data.join("server.crt"), server.pem()).unwrap();
+        std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostnossl all all all reject\nhostssl all all all trust\n",
+        )
+        .unwrap();
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        ca.pem()
+    }
+
+    async fn start_with(tls: bool) -> Postgres {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("api-pg-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         copy_dir(template(), &dir.join("data"));
         std::fs::create_dir_all(dir.join("socket")).unwrap();
+        let ca_pem = tls.then(|| Postgres::install_certificate(&dir));
         chown_to_postgres(&dir);
         let mut server = Postgres {
             port,
             dir,
             child: None,
+            tls,
+            ca_pem,
         };
         server.spawn().await;
         server
@@ -37,6 +82,14 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The URL over TLS, naming the host the certificate is for.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=require",
+            self.port
+        )
     }
 
     async fn spawn(&mut self) {
@@ -54,14 +107,23 @@ impl Postgres {
             .arg(self.dir.join("socket"))
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=100"])
+            .args(["-c", if self.tls { "ssl=on" } else { "ssl=off" }])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(command.spawn().expect("postgres runs"));
         for _ in 0..250 {
-            if tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
-                .await
-                .is_ok()
-            {
+            let up = if self.tls {
+                // Plain connections are refused by pg_hba once it runs.
+                matches!(
+                    tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await,
+                    Err(e) if e.as_db_error().is_some()
+                )
+            } else {
+                tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+                    .await
+                    .is_ok()
+            };
+            if up {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
