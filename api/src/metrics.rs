@@ -115,6 +115,11 @@ impl Default for Metrics {
         )
         .unwrap();
         registry.register(Box::new(errors.clone())).unwrap();
+        // Every kind exported from the start, so rates and alerts see 0
+        // rather than no series.
+        for kind in [Dependency::Database, Dependency::Redis] {
+            errors.with_label_values(&[kind.as_str()]);
+        }
         let database_up = gauge("api_database_up", "1 while PostgreSQL answers.");
         let redis_up = gauge("api_redis_up", "1 while Redis answers.");
         let published = counter(

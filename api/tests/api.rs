@@ -670,3 +670,63 @@ async fn postgres_over_tls_is_verified_against_the_configured_ca() {
     assert!(stderr.contains("--database-ca-file"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `api_…` identifier in a text.
+fn api_metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    for (start, _) in text.match_indices("api_") {
+        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+            continue;
+        }
+        let end = text[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(text.len(), |n| start + n);
+        names.insert(text[start..end].to_string());
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
+    let (pg, redis) = (Postgres::start().await, RedisServer::start().await);
+    let gw = gateway(&redis, "/topic/chat.#", &[]).await;
+    let api = ApiProcess::start(&pg, &redis, &["--durable", "/topic/chat.#"]).await;
+    let mut client = stomp_client(&gw).await;
+    send_numbered(&mut client, ROOM, 0, 3).await;
+    let db = pg.client().await;
+    assert_eq!(wait_stored(&db, ROOM, 3).await, 3);
+    let (status, _) = http(api.addr, "GET", &path_of(ROOM), &[], None).await;
+    assert_eq!(status, 200);
+    let body = br#"{"body":"x"}"#;
+    http(api.addr, "POST", &path_of(ROOM), &[], Some(body)).await;
+    sleep(Duration::from_millis(2_500)).await; // one backlog poll
+    let (_, exposition) = http(api.addr, "GET", "/metrics", &[], None).await;
+    let exported: std::collections::BTreeSet<String> = exposition
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut referenced = std::collections::BTreeSet::new();
+    let mut files = vec![root.join("api.json")];
+    for entry in std::fs::read_dir(root.join("alerts")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        referenced.extend(api_metric_names(&text));
+    }
+    assert!(
+        referenced.len() >= 10,
+        "the api dashboard uses its metrics: {referenced:?}"
+    );
+    let missing: Vec<&String> = referenced
+        .iter()
+        .filter(|n| !exported.contains(*n))
+        .collect();
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
+}

@@ -17,6 +17,15 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
 3. ansible/group_vars (gateway.yml, api.yml) carry the same values (the
    security limits too, and gateway_trusted_proxies == [vpc_cidr]), and the
    systemd stop timeout fits between the drain time and the lifecycle hook.
+4. Durable messages: durable_destinations, durable_stream and
+   durable_stream_max_len (literal defaults, passed to module compute, which
+   writes them for both the gateways and the api) equal
+   ansible/group_vars/all.yml stomp_durable_*, and gateway.yml / api.yml
+   give both services those same values (a "{{ stomp_durable_* }}"
+   reference or the literal). ElastiCache must not evict keys
+   (maxmemory-policy noeviction), or the stream could be dropped; the api
+   nodes must get the RDS CA bundle (api_database_ca_url/_file), since
+   their DATABASE_URL requires TLS.
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
 problem and exit 1.
@@ -52,6 +61,9 @@ CONTRACT = {
     "gateway_frame_burst": int,
     "vpc_cidr": str,
     "api_port": int,
+    "durable_destinations": list,
+    "durable_stream": str,
+    "durable_stream_max_len": int,
 }
 
 # module -> {module argument: root variable} that envs/prod/main.tf must pass.
@@ -84,7 +96,18 @@ WIRING = {
         "gateway_max_frame_rate": "gateway_max_frame_rate",
         "gateway_frame_burst": "gateway_frame_burst",
         "api_port": "api_port",
+        "durable_destinations": "durable_destinations",
+        "durable_stream": "durable_stream",
+        "durable_stream_max_len": "durable_stream_max_len",
     },
+}
+
+# terraform/envs/prod variable -> ansible/group_vars/all.yml key; and what the
+# gateway and api group_vars must set to the same value.
+DURABLE = {
+    "durable_destinations": ("stomp_durable_destinations", "gateway_durable", "api_durable"),
+    "durable_stream": ("stomp_durable_stream", "gateway_durable_stream", "api_stream"),
+    "durable_stream_max_len": ("stomp_durable_max_len", "gateway_durable_max_len", "api_stream_max_len"),
 }
 
 # module -> {module argument: the exact expression} for wiring that is not a
@@ -132,7 +155,8 @@ def terraform_defaults() -> dict:
         if "default" not in body:
             problem(f"terraform/envs/prod/{file}: variable {name} has no default")
             continue
-        value = unwrap(body["default"])
+        # python-hcl2 wraps the attribute in one list; a list default is a list inside it.
+        value = body["default"][0] if kind is list else unwrap(body["default"])
         if isinstance(value, str) and "${" in value:
             problem(f"terraform/envs/prod/{file}: default of {name} must be a literal, not {value!r}")
             continue
@@ -141,6 +165,9 @@ def terraform_defaults() -> dict:
             continue
         if kind is str and not isinstance(value, str):
             problem(f"terraform/envs/prod/{file}: default of {name} must be a string, got {value!r}")
+            continue
+        if kind is list and not (isinstance(value, list) and all(isinstance(v, str) and "${" not in v for v in value)):
+            problem(f"terraform/envs/prod/{file}: default of {name} must be a literal list of strings, got {value!r}")
             continue
         values[name] = value
     return values
@@ -257,11 +284,68 @@ def check_ansible(tf: dict) -> None:
         problem(f"gateway_max_connections {cap} must stay below the open-file limit gateway_limit_nofile {nofile}")
 
 
+def resolve(value, shared: dict):
+    """A group_vars value, with a plain "{{ name }}" reference to all.yml resolved."""
+    if isinstance(value, str):
+        inner = value.strip()
+        if inner.startswith("{{") and inner.endswith("}}"):
+            name = inner[2:-2].strip()
+            if name in shared:
+                return shared[name]
+    return value
+
+
+def check_durable(tf: dict) -> None:
+    shared = load_yaml(ANSIBLE / "group_vars" / "all.yml")
+    groups = {
+        "gateway.yml": load_yaml(ANSIBLE / "group_vars" / "gateway.yml"),
+        "api.yml": load_yaml(ANSIBLE / "group_vars" / "api.yml"),
+    }
+    for tf_name, (shared_key, gw_key, api_key) in DURABLE.items():
+        if tf_name not in tf:
+            continue
+        want = tf[tf_name]
+        if shared.get(shared_key) != want:
+            problem(f"ansible/group_vars/all.yml: {shared_key} is {shared.get(shared_key)!r}, terraform {tf_name} says {want!r}")
+        reference = f"{{{{ {shared_key} }}}}"
+        for (file, data), key in zip(groups.items(), (gw_key, api_key)):
+            raw = data.get(key)
+            if isinstance(raw, str) and raw.replace(" ", "") == reference.replace(" ", ""):
+                continue  # the all.yml value, checked above
+            if resolve(raw, shared) != want:
+                problem(
+                    f'ansible/group_vars/{file}: {key} is {raw!r}; set it to "{reference}" '
+                    f"(terraform {tf_name} = {want!r})"
+                )
+
+    # The stream must survive a full Redis: no eviction policy may drop it.
+    policy = None
+    for block in load_hcl(ROOT / "terraform" / "modules" / "data" / "main.tf").get("resource", []):
+        for body in block.get("aws_elasticache_parameter_group", {}).values():
+            for param in body.get("parameter", []):
+                if unwrap(param.get("name")) == "maxmemory-policy":
+                    policy = unwrap(param.get("value"))
+    if tf.get("durable_destinations") and policy != "noeviction":
+        problem(
+            f"terraform/modules/data/main.tf: the Redis parameter group sets maxmemory-policy {policy!r} "
+            "(unset = volatile-lru); durable messages need noeviction, or Redis may evict the stream"
+        )
+
+    # terraform's DATABASE_URL (stomp-node-secrets) has sslmode=require: the
+    # api verifies RDS with the CA bundle the api role installs.
+    api_defaults = load_yaml(ANSIBLE / "roles" / "api" / "defaults" / "main.yml")
+    api = {**api_defaults, **groups["api.yml"]}
+    for key in ("api_database_ca_url", "api_database_ca_file"):
+        if not api.get(key):
+            problem(f"ansible: {key} is empty; the api needs the RDS CA bundle (API_DATABASE_CA_FILE) for sslmode=require")
+
+
 def main() -> int:
     tf = terraform_defaults()
     check_rules(tf)
     check_wiring()
     check_ansible(tf)
+    check_durable(tf)
     for p in problems:
         print(p)
     return 1 if problems else 0

@@ -19,11 +19,23 @@ pub struct Postgres {
     /// Serving TLS only (plain connections are rejected).
     tls: bool,
     ca_pem: Option<String>,
+    /// fsync and synchronous commit left on.
+    durable: bool,
 }
 
 impl Postgres {
     pub async fn start() -> Postgres {
         Postgres::start_with(false).await
+    }
+
+    /// A server that keeps PostgreSQL's durability settings (fsync and
+    /// synchronous commit on), for benchmarks whose figures must be real.
+    pub async fn start_durable() -> Postgres {
+        let mut server = Postgres::start_with(false).await;
+        server.stop();
+        server.durable = true;
+        server.spawn().await;
+        server
     }
 
     /// A server that accepts TLS connections only, with a certificate for
@@ -75,6 +87,7 @@ impl Postgres {
             child: None,
             tls,
             ca_pem,
+            durable: false,
         };
         server.spawn().await;
         server
@@ -105,11 +118,15 @@ impl Postgres {
             ])
             .arg("-k")
             .arg(self.dir.join("socket"))
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=100"])
+            .args(["-c", "max_connections=100"])
             .args(["-c", if self.tls { "ssl=on" } else { "ssl=off" }])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if !self.durable {
+            // Tests need correctness, not crash safety of the test server.
+            command.args(["-c", "fsync=off", "-c", "synchronous_commit=off"]);
+            command.args(["-c", "full_page_writes=off"]);
+        }
         self.child = Some(command.spawn().expect("postgres runs"));
         for _ in 0..250 {
             let up = if self.tls {

@@ -6,6 +6,8 @@
 # The gateway's timing (heart-beat, drain delay/window) is given once, in
 # variables.tf, and flows both to the ALB (edge: idle timeout, deregistration
 # delay, health check) and to the nodes (compute: GATEWAY_* in user data).
+# Likewise the durable destinations and their Redis Stream flow to both the
+# gateways (GATEWAY_DURABLE*) and the api (API_DURABLE, API_STREAM*).
 
 module "network" {
   source = "../../modules/network"
@@ -142,4 +144,10 @@ module "compute" {
   api_port          = var.api_port
   api_min_size      = var.api_min_size
   api_max_size      = var.api_max_size
+
+  # Durable messages: the same patterns and stream go to the gateways
+  # (GATEWAY_DURABLE*) and the api (API_DURABLE, API_STREAM*).
+  durable_destinations   = var.durable_destinations
+  durable_stream         = var.durable_stream
+  durable_stream_max_len = var.durable_stream_max_len
 }

@@ -101,6 +101,11 @@ output "gateway_settings" {
   value       = module.compute.gateway_settings
 }
 
+output "api_settings" {
+  description = "API_* settings the api nodes run with (besides API_CONSUMER, the instance ID, and the baked API_DATABASE_CA_FILE)."
+  value       = module.compute.api_settings
+}
+
 output "sns_topic_arn" {
   description = "Alarm topic."
   value       = module.observability.sns_topic_arn

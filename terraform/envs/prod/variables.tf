@@ -164,6 +164,47 @@ variable "api_port" {
   }
 }
 
+# --- durable messages: gateway -> Redis Stream -> api -> PostgreSQL ---------------------
+# Given once here and written to BOTH services' instance.env (module compute),
+# so the gateways append exactly what the api consumes and serves history for:
+#   durable_destinations   GATEWAY_DURABLE        == API_DURABLE
+#   durable_stream         GATEWAY_DURABLE_STREAM == API_STREAM
+#   durable_stream_max_len GATEWAY_DURABLE_MAX_LEN == API_STREAM_MAX_LEN
+# Literal defaults: scripts/check-infra compares them with ansible/group_vars/all.yml.
+
+variable "durable_destinations" {
+  description = "Durable destination patterns (GATEWAY_DURABLE on the gateways, API_DURABLE on the api; SUBSCRIBE syntax, e.g. \"/topic/chat.#\"). Their messages are also appended to the durable stream, which the api persists to PostgreSQL; the api serves history for these only. Empty: nothing is durable."
+  type        = list(string)
+  default     = ["/topic/chat.#"]
+
+  validation {
+    condition     = alltrue([for d in var.durable_destinations : can(regex("^/topic/[A-Za-z0-9_./*#-]+$", d))])
+    error_message = "Durable destinations are /topic/... destinations or patterns of letters, digits and _ . / - * # (no commas or spaces)."
+  }
+}
+
+variable "durable_stream" {
+  description = "Redis Stream the gateways append durable messages to and the api reads (GATEWAY_DURABLE_STREAM == API_STREAM)."
+  type        = string
+  default     = "stomp:durable"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.:-]{1,128}$", var.durable_stream))
+    error_message = "The stream key must be 1-128 letters, digits or _ . : -."
+  }
+}
+
+variable "durable_stream_max_len" {
+  description = "Approximate MAXLEN cap of the durable stream, in entries (GATEWAY_DURABLE_MAX_LEN == API_STREAM_MAX_LEN). Entries beyond it are trimmed even when the api has not read them yet: size it for the longest api outage to survive (1,000,000 entries of ~1 KiB is ~1 GiB of Redis memory)."
+  type        = number
+  default     = 1000000
+
+  validation {
+    condition     = var.durable_stream_max_len >= 1000 && floor(var.durable_stream_max_len) == var.durable_stream_max_len
+    error_message = "The stream cap must be a whole number of at least 1000 entries."
+  }
+}
+
 # --- the gateway's security settings ----------------------------------------------------
 # Literal defaults too: scripts/check-infra compares the limits and vpc_cidr
 # with ansible/group_vars/gateway.yml. TLS terminates at the ALB (module edge),
@@ -214,19 +255,19 @@ variable "gateway_extra_allowed_origins" {
 }
 
 variable "gateway_jwt_public_keys" {
-  description = "The token issuer's public key(s) for RS*/PS*/ES*/EdDSA JWTs: its JWKS document (JSON; keys are picked by kid, so the issuer's next key can be published before it signs with it) or one PEM public key. Public, not a secret; written to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY). With this empty and gateway_jwt_secret_enabled false, authentication is off."
+  description = "The token issuer's public key(s) for RS*/PS*/ES*/EdDSA JWTs: its JWKS document (JSON; keys are picked by kid, so the issuer's next key can be published before it signs with it) or one PEM public key. Public, not a secret; written to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY) on the gateways and /etc/stomp-api/jwt-public-keys (API_JWT_PUBLIC_KEY) on the api, which checks the same tokens. With this empty and gateway_jwt_secret_enabled false, authentication is off."
   type        = string
   default     = ""
 }
 
 variable "gateway_jwt_secret_enabled" {
-  description = "Also accept HS256/384/512 JWTs signed with a shared HMAC key. Creates an empty Secrets Manager secret (module data) whose value you put yourself; the nodes read it at every start into /run/stomp-gateway/jwt-secret (GATEWAY_JWT_SECRET_FILE). Terraform never sees the key. Prefer public keys: then no node holds anything that can mint tokens."
+  description = "Also accept HS256/384/512 JWTs signed with a shared HMAC key. Creates an empty Secrets Manager secret (module data) whose value you put yourself; the gateway and api nodes read it at every start into /run/stomp-gateway/jwt-secret (GATEWAY_JWT_SECRET_FILE) and /run/stomp-api/jwt-secret (API_JWT_SECRET_FILE). Terraform never sees the key. Prefer public keys: then no node holds anything that can mint tokens."
   type        = bool
   default     = false
 }
 
 variable "gateway_jwt_issuers" {
-  description = "Accepted iss claims (GATEWAY_JWT_ISSUER), e.g. [\"https://auth.example.com/\"]. Required when JWTs are configured."
+  description = "Accepted iss claims (GATEWAY_JWT_ISSUER and API_JWT_ISSUER), e.g. [\"https://auth.example.com/\"]. Required when JWTs are configured."
   type        = list(string)
   default     = []
 
@@ -237,7 +278,7 @@ variable "gateway_jwt_issuers" {
 }
 
 variable "gateway_jwt_audiences" {
-  description = "Accepted aud claims (GATEWAY_JWT_AUDIENCE), e.g. [\"stomp-gateway\"]. Required when JWTs are configured: otherwise a token the issuer minted for another of its applications would be accepted."
+  description = "Accepted aud claims (GATEWAY_JWT_AUDIENCE and API_JWT_AUDIENCE), e.g. [\"stomp-gateway\"]. Required when JWTs are configured: otherwise a token the issuer minted for another of its applications would be accepted."
   type        = list(string)
   default     = []
 
@@ -248,13 +289,13 @@ variable "gateway_jwt_audiences" {
 }
 
 variable "gateway_default_subscribe" {
-  description = "Destination patterns a JWT without a stomp claim may SUBSCRIBE to (GATEWAY_DEFAULT_SUBSCRIBE; {sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty: such tokens may connect but subscribe to nothing."
+  description = "Destination patterns a JWT without a stomp claim may SUBSCRIBE to (GATEWAY_DEFAULT_SUBSCRIBE; the api's API_DEFAULT_SUBSCRIBE: may read the history of; {sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty: such tokens may connect but subscribe to nothing."
   type        = list(string)
   default     = []
 }
 
 variable "gateway_default_send" {
-  description = "Destination patterns a JWT without a stomp claim may SEND to (GATEWAY_DEFAULT_SEND; {sub} = the token's subject). Empty: such tokens may send nothing."
+  description = "Destination patterns a JWT without a stomp claim may SEND to (GATEWAY_DEFAULT_SEND; the api's API_DEFAULT_SEND: may publish to through the api; {sub} = the token's subject). Empty: such tokens may send nothing."
   type        = list(string)
   default     = []
 }

@@ -39,19 +39,33 @@ locals {
     GATEWAY_MAX_FRAME_RATE         = tostring(var.gateway_max_frame_rate)
     GATEWAY_FRAME_BURST            = tostring(var.gateway_frame_burst)
     GATEWAY_LOG_FORMAT             = "json"
-  }, local.gateway_security_env, var.gateway_extra_env)
+    GATEWAY_DURABLE_STREAM         = var.durable_stream
+    GATEWAY_DURABLE_MAX_LEN        = tostring(var.durable_stream_max_len)
+  }, local.durable_env.gateway, local.gateway_security_env, var.gateway_extra_env)
+
+  # Durable destinations: the same patterns for the gateways (which append
+  # their messages to the stream) and the api (which persists them and serves
+  # their history). Written only when set: an empty list leaves both defaults
+  # (nothing durable).
+  durable_env = {
+    gateway = { for k, v in { GATEWAY_DURABLE = join(",", var.durable_destinations) } : k => v if v != "" }
+    api     = { for k, v in { API_DURABLE = join(",", var.durable_destinations) } : k => v if v != "" }
+  }
 
   # Security settings that are lists or files: written only when set, so an
   # empty one leaves the gateway's default. No secret is among them: the JWT
   # HMAC key is read from Secrets Manager at every start by stomp-node-secrets
   # (GATEWAY_JWT_SECRET_FILE, in /run/stomp-gateway/secrets.env). No
   # GATEWAY_TLS_*: TLS terminates at the ALB.
-  gateway_jwt_public_keys_path = "/etc/stomp-gateway/jwt-public-keys"
+  jwt_public_keys_path = {
+    gateway = "/etc/stomp-gateway/jwt-public-keys"
+    api     = "/etc/stomp-api/jwt-public-keys"
+  }
   gateway_security_env = {
     for k, v in {
       GATEWAY_TRUSTED_PROXY     = join(",", var.gateway_trusted_proxies)
       GATEWAY_ALLOWED_ORIGIN    = join(",", var.gateway_allowed_origins)
-      GATEWAY_JWT_PUBLIC_KEY    = var.gateway_jwt_public_keys == "" ? "" : local.gateway_jwt_public_keys_path
+      GATEWAY_JWT_PUBLIC_KEY    = var.gateway_jwt_public_keys == "" ? "" : local.jwt_public_keys_path["gateway"]
       GATEWAY_JWT_ISSUER        = join(",", var.gateway_jwt_issuers)
       GATEWAY_JWT_AUDIENCE      = join(",", var.gateway_jwt_audiences)
       GATEWAY_DEFAULT_SUBSCRIBE = join(",", var.gateway_default_subscribe)
@@ -60,8 +74,33 @@ locals {
   }
 
   # The api reads --listen from API_LISTEN (its unit runs `api --listen ${API_LISTEN}`).
-  api_env = {
-    API_LISTEN = "0.0.0.0:${var.api_port}"
+  # What it shares with the gateways comes from the same values: the durable
+  # stream and its cap (variables), and the channel prefix, destination
+  # prefixes and largest body from the gateways' settings (the gateway's
+  # defaults where gateway_extra_env does not set them), so the two cannot
+  # disagree. API_CONSUMER (the instance ID) is added by user data;
+  # API_DATABASE_CA_FILE (the RDS CA bundle) is baked into the AMI's api.env.
+  api_env = merge({
+    API_LISTEN             = "0.0.0.0:${var.api_port}"
+    API_STREAM             = var.durable_stream
+    API_STREAM_MAX_LEN     = tostring(var.durable_stream_max_len)
+    API_CHANNEL_PREFIX     = lookup(local.gateway_env, "GATEWAY_REDIS_CHANNEL_PREFIX", "stomp:")
+    API_DESTINATION_PREFIX = lookup(local.gateway_env, "GATEWAY_DESTINATION_PREFIX", "/topic/")
+    API_MAX_BODY_BYTES     = lookup(local.gateway_env, "GATEWAY_MAX_FRAME_BYTES", "65536")
+    API_LOG_FORMAT         = "json"
+  }, local.durable_env.api, local.api_security_env)
+
+  # The api checks the same tokens as the gateways: same issuer's keys,
+  # issuers, audiences and default grants (the HMAC key comes from the same
+  # secret, see STOMP_JWT_SECRET_ARN below).
+  api_security_env = {
+    for k, v in {
+      API_JWT_PUBLIC_KEY    = var.gateway_jwt_public_keys == "" ? "" : local.jwt_public_keys_path["api"]
+      API_JWT_ISSUER        = join(",", var.gateway_jwt_issuers)
+      API_JWT_AUDIENCE      = join(",", var.gateway_jwt_audiences)
+      API_DEFAULT_SUBSCRIBE = join(",", var.gateway_default_subscribe)
+      API_DEFAULT_SEND      = join(",", var.gateway_default_send)
+    } : k => v if v != ""
   }
 
   common_node_env = {
@@ -94,6 +133,8 @@ locals {
       STOMP_DB_HOST           = var.db_address
       STOMP_DB_PORT           = tostring(var.db_port)
       STOMP_DB_NAME           = var.db_name
+      # The gateways' JWT HMAC key: the api checks the same tokens.
+      STOMP_JWT_SECRET_ARN = var.gateway_jwt_secret_arn
     })
   }
 
@@ -109,10 +150,10 @@ locals {
         region           = local.region
         node_env         = join("\n", [for k in sort(keys(local.node_env[role])) : "${k}=${local.node_env[role][k]}"])
         service_env      = join("\n", [for k in sort(keys(env)) : "${k}=${env[k]}"])
-        # Public keys only (never a secret); base64 so that any JSON or PEM
-        # survives the shell quoting of the template.
-        jwt_public_keys_b64  = role == "gateway" ? base64encode(var.gateway_jwt_public_keys) : ""
-        jwt_public_keys_path = local.gateway_jwt_public_keys_path
+        # Public keys only (never a secret), for both services; base64 so
+        # that any JSON or PEM survives the shell quoting of the template.
+        jwt_public_keys_b64  = base64encode(var.gateway_jwt_public_keys)
+        jwt_public_keys_path = local.jwt_public_keys_path[role]
     }))
   }
 }
@@ -330,7 +371,8 @@ data "aws_iam_policy_document" "node" {
     resources = compact([
       var.redis_auth_secret_arn,
       each.key == "api" ? var.db_secret_arn : "",
-      each.key == "gateway" ? var.gateway_jwt_secret_arn : "",
+      # The JWT HMAC key: both services check the same tokens.
+      var.gateway_jwt_secret_arn,
     ])
   }
 

@@ -42,3 +42,8 @@ output "gateway_settings" {
   description = "GATEWAY_* settings every gateway node gets from terraform (/etc/stomp-gateway/instance.env)."
   value       = local.gateway_env
 }
+
+output "api_settings" {
+  description = "API_* settings every api node gets from terraform (/etc/stomp-api/instance.env; API_CONSUMER, the instance ID, is added at boot)."
+  value       = local.api_env
+}

@@ -240,13 +240,18 @@ variable "gateway_affinity_cookie" {
 }
 
 variable "gateway_extra_env" {
-  description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }."
+  description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }. GATEWAY_MAX_FRAME_BYTES, GATEWAY_DESTINATION_PREFIX and GATEWAY_REDIS_CHANNEL_PREFIX are passed on to the api too (API_MAX_BODY_BYTES, API_DESTINATION_PREFIX, API_CHANNEL_PREFIX). Durable destinations need Redis without GATEWAY_REDIS_SHARDED."
   type        = map(string)
   default     = {}
 
   validation {
     condition     = alltrue([for k, v in var.gateway_extra_env : can(regex("^GATEWAY_[A-Z0-9_]+$", k)) && can(regex("^[A-Za-z0-9_./:,@+=-]*$", v))])
     error_message = "Keys must be GATEWAY_* names; values may contain only letters, digits and _ . / : , @ + = - (no quotes, spaces or $)."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_DURABLE", "GATEWAY_DURABLE_STREAM", "GATEWAY_DURABLE_MAX_LEN"])) == 0
+    error_message = "Set durable destinations with durable_destinations, durable_stream and durable_stream_max_len (they configure the api too), not gateway_extra_env."
   }
 }
 
@@ -389,7 +394,7 @@ variable "gateway_frame_burst" {
 }
 
 variable "gateway_jwt_public_keys" {
-  description = "Public key(s) of the token issuer, for RS*/PS*/ES*/EdDSA JWTs: a JWKS document (JSON) or one PEM public key. User data writes it to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY). Public, not a secret. Empty = none."
+  description = "Public key(s) of the token issuer, for RS*/PS*/ES*/EdDSA JWTs: a JWKS document (JSON) or one PEM public key. User data writes it to /etc/stomp-gateway/jwt-public-keys (GATEWAY_JWT_PUBLIC_KEY) and, on the api, /etc/stomp-api/jwt-public-keys (API_JWT_PUBLIC_KEY). Public, not a secret. Empty = none."
   type        = string
   default     = ""
 
@@ -400,7 +405,7 @@ variable "gateway_jwt_public_keys" {
 }
 
 variable "gateway_jwt_secret_arn" {
-  description = "Secrets Manager secret holding the HMAC key of HS256/384/512 JWTs (SecretString = the key, as is), encrypted with data_kms_key_arn. The gateway nodes may read it; stomp-node-secrets writes it at every start to /run/stomp-gateway/jwt-secret (root:stomp-gateway 0640, tmpfs) and sets GATEWAY_JWT_SECRET_FILE. Empty = no HMAC tokens."
+  description = "Secrets Manager secret holding the HMAC key of HS256/384/512 JWTs (SecretString = the key, as is), encrypted with data_kms_key_arn. The gateway and api nodes may read it; stomp-node-secrets writes it at every start to /run/stomp-<role>/jwt-secret (root:stomp-<role> 0640, tmpfs) and sets GATEWAY_JWT_SECRET_FILE / API_JWT_SECRET_FILE. Empty = no HMAC tokens."
   type        = string
   default     = ""
 
@@ -411,7 +416,7 @@ variable "gateway_jwt_secret_arn" {
 }
 
 variable "gateway_jwt_issuers" {
-  description = "GATEWAY_JWT_ISSUER: accepted iss claims, e.g. [\"https://auth.example.com/\"]. Empty = not checked."
+  description = "GATEWAY_JWT_ISSUER and API_JWT_ISSUER: accepted iss claims, e.g. [\"https://auth.example.com/\"]. Empty = not checked."
   type        = list(string)
   default     = []
 
@@ -422,7 +427,7 @@ variable "gateway_jwt_issuers" {
 }
 
 variable "gateway_jwt_audiences" {
-  description = "GATEWAY_JWT_AUDIENCE: accepted aud claims, e.g. [\"stomp-gateway\"]. Empty = not checked."
+  description = "GATEWAY_JWT_AUDIENCE and API_JWT_AUDIENCE: accepted aud claims, e.g. [\"stomp-gateway\"]. Empty = not checked."
   type        = list(string)
   default     = []
 
@@ -433,7 +438,7 @@ variable "gateway_jwt_audiences" {
 }
 
 variable "gateway_default_subscribe" {
-  description = "GATEWAY_DEFAULT_SUBSCRIBE: destination patterns a JWT without a stomp claim may SUBSCRIBE to ({sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty = none."
+  description = "GATEWAY_DEFAULT_SUBSCRIBE and API_DEFAULT_SUBSCRIBE (history reads): destination patterns a JWT without a stomp claim may SUBSCRIBE to ({sub} = the token's subject), e.g. [\"/topic/user.{sub}.#\"]. Empty = none."
   type        = list(string)
   default     = []
 
@@ -444,7 +449,7 @@ variable "gateway_default_subscribe" {
 }
 
 variable "gateway_default_send" {
-  description = "GATEWAY_DEFAULT_SEND: destination patterns a JWT without a stomp claim may SEND to ({sub} = the token's subject). Empty = none."
+  description = "GATEWAY_DEFAULT_SEND and API_DEFAULT_SEND (publishing through the api): destination patterns a JWT without a stomp claim may SEND to ({sub} = the token's subject). Empty = none."
   type        = list(string)
   default     = []
 
@@ -515,6 +520,47 @@ variable "api_target_cpu_percent" {
   validation {
     condition     = var.api_target_cpu_percent >= 10 && var.api_target_cpu_percent <= 90
     error_message = "The CPU target must be between 10 and 90 percent."
+  }
+}
+
+# --- durable messages ---------------------------------------------------------------------------
+# One set of values for both services: the gateways append what the api reads.
+
+variable "durable_destinations" {
+  description = "Durable destination patterns: GATEWAY_DURABLE on the gateways (their messages are also appended to durable_stream) and API_DURABLE on the api (which persists them and serves their history). Empty = none (neither variable is written)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.durable_destinations : can(regex("^/[A-Za-z0-9_./*#-]+$", d))])
+    error_message = "Durable destinations start with / and contain only letters, digits and _ . / - * # (no commas or spaces)."
+  }
+
+  validation {
+    condition     = length(var.durable_destinations) == 0 || !contains(["true", "1", "yes", "on"], lower(lookup(var.gateway_extra_env, "GATEWAY_REDIS_SHARDED", "false")))
+    error_message = "Durable destinations need Redis pub/sub without GATEWAY_REDIS_SHARDED (the gateway refuses --durable with --redis-sharded)."
+  }
+}
+
+variable "durable_stream" {
+  description = "Redis Stream of the durable messages: GATEWAY_DURABLE_STREAM on the gateways, API_STREAM on the api."
+  type        = string
+  default     = "stomp:durable"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.:-]{1,128}$", var.durable_stream))
+    error_message = "The stream key must be 1-128 letters, digits or _ . : -."
+  }
+}
+
+variable "durable_stream_max_len" {
+  description = "Approximate MAXLEN cap of the durable stream in entries: GATEWAY_DURABLE_MAX_LEN on the gateways, API_STREAM_MAX_LEN on the api. Older entries are trimmed even when the api has not read them."
+  type        = number
+  default     = 1000000
+
+  validation {
+    condition     = var.durable_stream_max_len >= 1 && floor(var.durable_stream_max_len) == var.durable_stream_max_len
+    error_message = "The stream cap must be a whole number of at least 1."
   }
 }
 

@@ -64,7 +64,21 @@ resource "aws_elasticache_subnet_group" "this" {
 resource "aws_elasticache_parameter_group" "this" {
   name        = "${var.name}-redis7"
   family      = "redis7"
-  description = "${var.name} Redis: larger pub/sub output buffers for the gateway fan-out"
+  description = "${var.name} Redis: larger pub/sub output buffers for the gateway fan-out, no eviction"
+
+  # Never evict keys. Every other policy (the redis7 default is
+  # volatile-lru) lets Redis drop keys when memory runs out; the durable
+  # stream (GATEWAY_DURABLE_STREAM / API_STREAM) holds messages the api may
+  # not have written to PostgreSQL yet, and evicting it would lose them
+  # silently. The stream is bounded by its MAXLEN cap instead. Pub/sub
+  # stores no keys, so the live fan-out has nothing to evict anyway; with
+  # noeviction a full Redis refuses writes such as XADD with an error
+  # (counted by the gateways as publish errors) instead of dropping data,
+  # and the Redis memory alarm fires well before that.
+  parameter {
+    name  = "maxmemory-policy"
+    value = "noeviction"
+  }
 
   parameter {
     name  = "client-output-buffer-limit-pubsub-hard-limit"
@@ -158,14 +172,15 @@ resource "aws_secretsmanager_secret_version" "redis_auth" {
 
 # HMAC key of the gateway's HS* tokens, shared with the token issuer. Only the
 # container is terraform's: its value is put by hand (see terraform/README.md),
-# so the key never appears in a plan or in the state. Gateway nodes read it at
-# every start (stomp-node-secrets); until it has a value they fail to start.
+# so the key never appears in a plan or in the state. Gateway and api nodes
+# (the api checks the same tokens) read it at every start
+# (stomp-node-secrets); until it has a value they fail to start.
 resource "aws_secretsmanager_secret" "gateway_jwt" {
   #checkov:skip=CKV2_AWS_57:The HMAC key is shared with the token issuer, which must switch at the same moment; rotate by hand (put-secret-value, then roll the gateway group), as documented in terraform/README.md.
   count = var.gateway_jwt_secret_enabled ? 1 : 0
 
   name_prefix             = "${var.name}/gateway-jwt-secret-"
-  description             = "HMAC key (SecretString, as is) of the JWTs the ${var.name} gateways accept"
+  description             = "HMAC key (SecretString, as is) of the JWTs the ${var.name} gateways and api accept"
   kms_key_id              = module.key.arn
   recovery_window_in_days = 7
 

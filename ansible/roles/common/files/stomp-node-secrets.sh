@@ -5,12 +5,16 @@
 # and writes /run/stomp-ROLE/secrets.env (tmpfs, root:stomp-ROLE 0640), which
 # the unit reads as an EnvironmentFile:
 #   gateway: GATEWAY_REDIS_URL, GATEWAY_JWT_SECRET_FILE
-#   api:     REDIS_URL, DATABASE_URL
+#   api:     REDIS_URL, DATABASE_URL, API_JWT_SECRET_FILE
 # from the Secrets Manager secrets named in /etc/stomp/node.env (written by
-# the instance's user data). The gateway's JWT HMAC key goes into a file of
-# its own, /run/stomp-gateway/jwt-secret (root:stomp-gateway 0640: only root
-# writes it, only the service reads it; tmpfs, so never on disk), which
-# GATEWAY_JWT_SECRET_FILE names: the key never enters an environment.
+# the instance's user data). The JWT HMAC key (one secret: the api checks the
+# same tokens as the gateways) goes into a file of its own,
+# /run/stomp-ROLE/jwt-secret (root:stomp-ROLE 0640: only root writes it, only
+# the service reads it; tmpfs, so never on disk), which
+# GATEWAY_JWT_SECRET_FILE / API_JWT_SECRET_FILE names: the key never enters
+# an environment. DATABASE_URL asks for TLS (sslmode=require; RDS forces
+# it): the api verifies the server with API_DATABASE_CA_FILE, the RDS CA
+# bundle baked into the AMI (ansible role api).
 # Fetching at every start, not at boot, picks up rotated passwords (RDS
 # rotates its master password) on the next restart.
 # Without /etc/stomp/node.env (hosts outside AWS) the file is left empty and
@@ -75,30 +79,35 @@ if [[ -r $node_env ]]; then
         redis_url=$(secret_string "$redis_secret" | json_field url)
     fi
 
+    # HMAC key of HS* JWTs (SecretString as is; the services drop a trailing
+    # newline). Written straight from the AWS CLI to the file, never through
+    # a variable or the environment.
+    case $role in
+        gateway) jwt_file_var=GATEWAY_JWT_SECRET_FILE ;;
+        api) jwt_file_var=API_JWT_SECRET_FILE ;;
+    esac
+    jwt_secret=$(node_var STOMP_JWT_SECRET_ARN)
+    if [[ -n $jwt_secret ]]; then
+        key_tmp=$(mktemp "$out_dir/.jwt-secret.XXXXXX")
+        chmod 0640 "$key_tmp"
+        chown "root:stomp-$role" "$key_tmp"
+        secret_string "$jwt_secret" >"$key_tmp"
+        # An empty key would let anyone sign tokens: refuse to start.
+        grep -q '[^[:space:]]' "$key_tmp" || {
+            echo "stomp-node-secrets: secret $jwt_secret is empty" >&2
+            exit 1
+        }
+        mv -f -- "$key_tmp" "$out_dir/jwt-secret"
+        key_tmp=""
+        printf '%s=%s\n' "$jwt_file_var" "$out_dir/jwt-secret" >>"$tmp"
+    else
+        rm -f -- "$out_dir/jwt-secret"
+    fi
+
     case $role in
         gateway)
             if [[ -n $redis_url ]]; then
                 printf 'GATEWAY_REDIS_URL=%s\n' "$redis_url" >>"$tmp"
-            fi
-            # HMAC key of HS* JWTs (SecretString as is; the gateway drops a
-            # trailing newline). Written straight from the AWS CLI to the
-            # file, never through a variable or the environment.
-            jwt_secret=$(node_var STOMP_JWT_SECRET_ARN)
-            if [[ -n $jwt_secret ]]; then
-                key_tmp=$(mktemp "$out_dir/.jwt-secret.XXXXXX")
-                chmod 0640 "$key_tmp"
-                chown "root:stomp-$role" "$key_tmp"
-                secret_string "$jwt_secret" >"$key_tmp"
-                # An empty key would let anyone sign tokens: refuse to start.
-                grep -q '[^[:space:]]' "$key_tmp" || {
-                    echo "stomp-node-secrets: secret $jwt_secret is empty" >&2
-                    exit 1
-                }
-                mv -f -- "$key_tmp" "$out_dir/jwt-secret"
-                key_tmp=""
-                printf 'GATEWAY_JWT_SECRET_FILE=%s\n' "$out_dir/jwt-secret" >>"$tmp"
-            else
-                rm -f -- "$out_dir/jwt-secret"
             fi
             ;;
         api)
