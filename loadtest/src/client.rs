@@ -9,6 +9,8 @@ use std::{
 
 use bytes::{Buf, BytesMut};
 use stomp::{Command, Decoder, Frame, Item, Limits, Version};
+
+use crate::scan::{scan_message, Scan, Stamped};
 use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -107,6 +109,18 @@ pub enum Received {
     HeartBeat,
 }
 
+/// A server message as [`Client::receive_stamped`] sees it.
+pub enum Incoming {
+    /// A MESSAGE, read in place (see [`crate::scan`]).
+    Message(Stamped),
+    /// Any other frame, decoded.
+    Frame(Frame),
+    HeartBeat,
+}
+
+/// Largest frame accepted from the server.
+const MAX_FRAME_BYTES: usize = 16 << 20;
+
 impl Client {
     /// Connects from `source` (a loopback address spreads the ephemeral
     /// ports over several source IPs), upgrades and completes CONNECT.
@@ -132,7 +146,7 @@ impl Client {
             read: BytesMut::new(),
             stomp: BytesMut::new(),
             decoder: Decoder::new(Limits {
-                max_frame_bytes: 16 << 20,
+                max_frame_bytes: MAX_FRAME_BYTES,
                 max_headers: 1024,
                 max_header_line: 1 << 16,
             }),
@@ -208,6 +222,26 @@ impl Client {
                 Err(e) => return Err(ClientError::Protocol(e.to_string())),
             }
             self.read_ws_message().await?;
+        }
+    }
+
+    /// The next server message, MESSAGE frames only scanned for their
+    /// stamp and subscription (no allocation): the subscribers' hot path.
+    pub async fn receive_stamped(&mut self) -> Result<Incoming, ClientError> {
+        loop {
+            match scan_message(&self.stomp, MAX_FRAME_BYTES).map_err(ClientError::Protocol)? {
+                Scan::Message(stamped, len) => {
+                    self.stomp.advance(len);
+                    return Ok(Incoming::Message(stamped));
+                }
+                Scan::Incomplete => self.read_ws_message().await?,
+                Scan::Other => {
+                    return Ok(match self.receive().await? {
+                        Received::Frame(f) => Incoming::Frame(f),
+                        Received::HeartBeat => Incoming::HeartBeat,
+                    })
+                }
+            }
         }
     }
 

@@ -9,5 +9,6 @@ pub mod cpu;
 pub mod limits;
 pub mod plot;
 pub mod report;
+pub mod scan;
 pub mod scenario;
 pub mod stats;

@@ -16,16 +16,6 @@ pub const PUBLISHER: &str = "x-lt-pub";
 pub const SEQUENCE: &str = "x-lt-seq";
 pub const SCHEDULED_US: &str = "x-lt-ts";
 
-/// The (publisher, sequence, scheduled µs) stamp of a load-test message.
-pub fn stamp(frame: &stomp::Frame) -> Option<(u32, u64, u64)> {
-    let field = |name| frame.header(name).and_then(|v| v.parse::<u64>().ok());
-    Some((
-        u32::try_from(field(PUBLISHER)?).ok()?,
-        field(SEQUENCE)?,
-        field(SCHEDULED_US)?,
-    ))
-}
-
 /// Latency histogram in microseconds, 1 µs to 1 h, 3 significant figures.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")

@@ -25,7 +25,7 @@ use tokio::{
 
 use super::{Common, Live};
 use crate::{
-    client::{Client, Received},
+    client::{Client, Incoming},
     report::{rss_kib, Connections, Report},
     stats::{self, latency_histogram, Deliveries, Percentiles, Stream},
 };
@@ -519,11 +519,10 @@ impl User {
                     self.shared.live.sent.fetch_add(1, Ordering::Relaxed);
                     *due += self.rng.exponential(self.think_time);
                 }
-                received = client.receive() => match received {
-                    Ok(Received::Frame(f)) if f.command == Command::Message => {
+                received = client.receive_stamped() => match received {
+                    Ok(Incoming::Message(m)) => {
                         let now = self.shared.live.now_us();
-                        let room = f.header("subscription").and_then(|v| v.parse::<u32>().ok());
-                        if let (Some((p, seq, ts)), Some(room)) = (stats::stamp(&f), room) {
+                        if let (Some((p, seq, ts)), Some(room)) = (m.stamp, m.subscription) {
                             let key = (p, room);
                             if outcome.churned {
                                 session.entry(key).or_insert_with(|| Stream::joined_at(seq)).observe(seq);
@@ -535,7 +534,7 @@ impl User {
                             self.shared.live.received.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Ok(Received::Frame(f)) if f.command == Command::Error => {
+                    Ok(Incoming::Frame(f)) if f.command == Command::Error => {
                         break SessionEnd::Failed(format!("error_frame: {}", f.header("message").unwrap_or("")));
                     }
                     Ok(_) => {}

@@ -16,7 +16,7 @@ use tokio::{
 
 use super::{Common, Live};
 use crate::{
-    client::{Client, Received},
+    client::{Client, Incoming},
     report::{rss_kib, Connections, Report},
     stats::{self, latency_histogram, tally, Observed, Percentiles},
 };
@@ -115,11 +115,12 @@ pub async fn run(config: FanoutConfig) -> Report {
             let mut flushed = Instant::now();
             loop {
                 tokio::select! {
-                    _ = stop.changed() => break,
-                    received = client.receive() => match received {
-                        Ok(Received::Frame(f)) if f.command == Command::Message => {
+                    // Messages first: a stop only comes once publishing ended.
+                    biased;
+                    received = client.receive_stamped() => match received {
+                        Ok(Incoming::Message(m)) => {
                             let now = live.now_us();
-                            if let Some((p, seq, ts)) = stats::stamp(&f) {
+                            if let Some((p, seq, ts)) = m.stamp {
                                 // Latency goes to the interval only; it joins
                                 // the run's histogram at each flush.
                                 observed.streams.entry((p, topic)).or_default().observe(seq);
@@ -127,7 +128,7 @@ pub async fn run(config: FanoutConfig) -> Report {
                                 live.received.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        Ok(Received::Frame(f)) if f.command == Command::Error => {
+                        Ok(Incoming::Frame(f)) if f.command == Command::Error => {
                             let cause = format!("error_frame: {}", f.header("message").unwrap_or(""));
                             live.fail(cause);
                             break;
@@ -137,7 +138,8 @@ pub async fn run(config: FanoutConfig) -> Report {
                             live.fail(format!("dropped_{}", e.cause()));
                             break;
                         }
-                    }
+                    },
+                    _ = stop.changed() => break,
                 }
                 if flushed.elapsed() >= Duration::from_millis(500) {
                     let _ = live.recent.lock().unwrap().add(&interval);
