@@ -118,6 +118,9 @@ pub enum Incoming {
     HeartBeat,
 }
 
+/// Bytes a read may bring in at once.
+const READ_CHUNK: usize = 4096;
+
 /// Largest frame accepted from the server.
 const MAX_FRAME_BYTES: usize = 16 << 20;
 
@@ -284,6 +287,11 @@ impl Client {
                     return Ok(());
                 }
             }
+            // Room for several messages per read: without it `read_buf`
+            // offers only the 64 bytes BytesMut reserves, and one MESSAGE
+            // takes several system calls. (An emptied buffer reuses its
+            // allocation, so this allocates once per connection.)
+            self.read.reserve(READ_CHUNK);
             if self.stream.read_buf(&mut self.read).await? == 0 {
                 return Err(ClientError::Closed);
             }

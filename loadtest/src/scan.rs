@@ -174,18 +174,26 @@ mod tests {
 
     #[test]
     fn frames_without_content_length_end_at_the_nul() {
-        let bytes = b"MESSAGE\nsubscription:2\nx-lt-pub:1\nx-lt-seq:2\nx-lt-ts:3\n\nbody\0\n".to_vec();
+        let bytes =
+            b"MESSAGE\nsubscription:2\nx-lt-pub:1\nx-lt-seq:2\nx-lt-ts:3\n\nbody\0\n".to_vec();
         let scan = scan_message(&bytes, 1 << 20).unwrap();
         let stamped = Stamped {
             subscription: Some(2),
             stamp: Some((1, 2, 3)),
         };
-        assert_eq!(scan, Scan::Message(stamped, bytes.len() - 1), "the EOL is a heart-beat");
+        assert_eq!(
+            scan,
+            Scan::Message(stamped, bytes.len() - 1),
+            "the EOL is a heart-beat"
+        );
     }
 
     #[test]
     fn other_frames_and_missing_stamps() {
-        assert_eq!(scan_message(b"RECEIPT\nreceipt-id:1\n\n\0", 64), Ok(Scan::Other));
+        assert_eq!(
+            scan_message(b"RECEIPT\nreceipt-id:1\n\n\0", 64),
+            Ok(Scan::Other)
+        );
         assert_eq!(scan_message(b"\n", 64), Ok(Scan::Other));
         assert_eq!(scan_message(b"MESS", 64), Ok(Scan::Incomplete));
         let unstamped = encoded(&Frame::new(Command::Message).with_header("x-lt-seq", "x"));

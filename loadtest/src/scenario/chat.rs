@@ -27,7 +27,7 @@ use super::{Common, Live};
 use crate::{
     client::{Client, Incoming},
     report::{rss_kib, Connections, Report},
-    stats::{self, latency_histogram, Deliveries, Percentiles, Stream},
+    stats::{self, latency_histogram, Deliveries, PendingLatencies, Percentiles, Stream},
 };
 
 #[derive(Debug, Clone)]
@@ -205,7 +205,7 @@ pub async fn run(config: ChatConfig) -> Report {
             rng: Rng::new(config.seed ^ (u as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d)),
             shared: shared.clone(),
             churn: churn_signals[u].clone(),
-            interval: latency_histogram(),
+            pending: PendingLatencies::default(),
         };
         users.push(tokio::spawn(user.run(
             ready_tx,
@@ -345,7 +345,7 @@ struct User {
     shared: Arc<Shared>,
     churn: Arc<Notify>,
     /// Latency since the last flush, reused by every session.
-    interval: hdrhistogram::Histogram<u64>,
+    pending: PendingLatencies,
 }
 
 /// How a session ended.
@@ -530,7 +530,7 @@ impl User {
                                 first.entry(key).or_default().observe(seq);
                             }
                             let latency = now.saturating_sub(ts).max(1);
-                            let _ = self.interval.record(latency);
+                            self.pending.push(latency);
                             self.shared.live.received.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -551,9 +551,8 @@ impl User {
     }
 
     fn flush(&mut self) {
-        let _ = self.shared.live.recent.lock().unwrap().add(&self.interval);
-        let _ = self.shared.latency.lock().unwrap().add(&self.interval);
-        self.interval.reset();
+        self.pending
+            .flush(&[&self.shared.live.recent, &self.shared.latency]);
     }
 }
 

@@ -9,16 +9,13 @@ use std::{
 };
 
 use stomp::{Command, Frame};
-use tokio::{
-    sync::watch,
-    time::{sleep_until, Instant},
-};
+use tokio::time::{sleep_until, Instant};
 
 use super::{Common, Live};
 use crate::{
     client::{Client, Incoming},
     report::{rss_kib, Connections, Report},
-    stats::{self, latency_histogram, tally, Observed, Percentiles},
+    stats::{self, latency_histogram, tally, Observed, PendingLatencies, Percentiles},
 };
 
 #[derive(Debug, Clone)]
@@ -69,7 +66,11 @@ pub async fn run(config: FanoutConfig) -> Report {
     let rss_before = common.server_pid.and_then(rss_kib);
     let topics = assign_topics(config.subscribers, config.topics, config.zipf);
     let connect_latency = Arc::new(Mutex::new(latency_histogram()));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let run_latency = Arc::new(Mutex::new(latency_histogram()));
+    // One stop signal per subscriber: a shared watch channel would make
+    // every subscriber take its lock on every message (each receive that
+    // waits re-polls the stop future).
+    let mut stops = Vec::with_capacity(config.subscribers);
     let started = Instant::now();
 
     // Subscribers first; each reports once its SUBSCRIBE is confirmed.
@@ -85,7 +86,9 @@ pub async fn run(config: FanoutConfig) -> Report {
         let destination = format!("{}{topic}", config.destination_prefix);
         let (target, source) = (common.target.clone(), common.source(i));
         let (live, latency) = (live.clone(), connect_latency.clone());
-        let mut stop = stop_rx.clone();
+        let run_latency = run_latency.clone();
+        let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop_tx);
         subscribers.push(tokio::spawn(async move {
             let mut observed = Observed::default();
             let begun = Instant::now();
@@ -111,7 +114,7 @@ pub async fn run(config: FanoutConfig) -> Report {
                 return observed;
             }
             live.connections.fetch_add(1, Ordering::Relaxed);
-            let mut interval = latency_histogram();
+            let mut pending = PendingLatencies::default();
             let mut flushed = Instant::now();
             loop {
                 tokio::select! {
@@ -121,10 +124,8 @@ pub async fn run(config: FanoutConfig) -> Report {
                         Ok(Incoming::Message(m)) => {
                             let now = live.now_us();
                             if let Some((p, seq, ts)) = m.stamp {
-                                // Latency goes to the interval only; it joins
-                                // the run's histogram at each flush.
-                                observed.streams.entry((p, topic)).or_default().observe(seq);
-                                let _ = interval.record(now.saturating_sub(ts).max(1));
+                                observed.record(p, topic, seq);
+                                pending.push(now.saturating_sub(ts));
                                 live.received.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -139,16 +140,14 @@ pub async fn run(config: FanoutConfig) -> Report {
                             break;
                         }
                     },
-                    _ = stop.changed() => break,
+                    _ = &mut stop => break,
                 }
                 if flushed.elapsed() >= Duration::from_millis(500) {
-                    let _ = live.recent.lock().unwrap().add(&interval);
-                    let _ = observed.latency.add(&interval);
-                    interval.reset();
+                    pending.flush(&[&live.recent, &run_latency]);
                     flushed = Instant::now();
                 }
             }
-            let _ = observed.latency.add(&interval);
+            pending.flush(&[&live.recent, &run_latency]);
             observed
         }));
     }
@@ -218,17 +217,16 @@ pub async fn run(config: FanoutConfig) -> Report {
     live.settle().await;
     let rss_after = common.server_pid.and_then(rss_kib);
     let cpu = cpu.finish(live.received.load(Ordering::Relaxed) - received_before);
-    let _ = stop_tx.send(true);
+    for stop in stops {
+        let _ = stop.send(());
+    }
     let mut observed = Vec::new();
     for s in subscribers {
         observed.push(s.await.unwrap_or_default());
     }
     sampler.abort();
     let deliveries = tally(&observed, &topics, &sent);
-    let mut latency = latency_histogram();
-    for o in &observed {
-        let _ = latency.add(&o.latency);
-    }
+    let latency = run_latency.lock().unwrap().clone();
     let connect_latency = Percentiles::of(&connect_latency.lock().unwrap());
     let failed = live.failures();
     let publishers_failed = failed
