@@ -80,6 +80,14 @@ pub struct Observed {
     pub streams: HashMap<(u32, u32), Stream>,
 }
 
+/// Delivery latency of a message scheduled at `scheduled_us` and received
+/// at `received_us` (one clock): from when it was *due*, so a publisher
+/// that fell behind does not hide its own delay. A clock that went
+/// backwards counts as 0.
+pub fn latency_us(scheduled_us: u64, received_us: u64) -> u64 {
+    received_us.saturating_sub(scheduled_us)
+}
+
 /// Latencies (µs) recorded between two flushes.
 ///
 /// Why not a histogram per subscriber: a 3-significant-figure histogram up

@@ -529,7 +529,7 @@ impl User {
                             } else {
                                 first.entry(key).or_default().observe(seq);
                             }
-                            let latency = now.saturating_sub(ts).max(1);
+                            let latency = stats::latency_us(ts, now);
                             self.pending.push(latency);
                             self.shared.live.received.fetch_add(1, Ordering::Relaxed);
                         }

@@ -125,7 +125,7 @@ pub async fn run(config: FanoutConfig) -> Report {
                             let now = live.now_us();
                             if let Some((p, seq, ts)) = m.stamp {
                                 observed.record(p, topic, seq);
-                                pending.push(now.saturating_sub(ts));
+                                pending.push(stats::latency_us(ts, now));
                                 live.received.fetch_add(1, Ordering::Relaxed);
                             }
                         }
