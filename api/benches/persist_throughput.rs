@@ -18,13 +18,17 @@ mod support;
 
 use std::time::Duration;
 
-use broker_bridge::{durable::ENTRY_FIELD, envelope, Publication};
+use api::consumer::lag;
+use broker_bridge::{
+    durable::{Durable, DEFAULT_MAX_LEN},
+    envelope, Publication,
+};
 use bytes::Bytes;
 use redis::Value;
 use support::{ApiProcess, Postgres, RedisServer};
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
-const STREAM: &str = "stomp:durable";
+const STREAM: &str = broker_bridge::durable::DEFAULT_STREAM;
 const ROOMS: usize = 100;
 
 struct Step {
@@ -50,6 +54,8 @@ async fn main() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let envelopes: Vec<Bytes> = (0..ROOMS).map(envelope_for).collect();
+    // What a gateway with every room durable appends.
+    let stream = Durable::new(&["/topic/chat.#".to_string()], STREAM, DEFAULT_MAX_LEN);
 
     println!(
         "persist_throughput: api batch 500, {ROOMS} rooms, 100-byte bodies, {seconds} s per rate"
@@ -74,15 +80,7 @@ async fn main() {
             let mut pipe = redis::pipe();
             for i in 0..per_tick {
                 let envelope = &envelopes[((sent + i) as usize) % ROOMS];
-                pipe.cmd("XADD")
-                    .arg(STREAM)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(1_000_000)
-                    .arg("*")
-                    .arg(ENTRY_FIELD)
-                    .arg(envelope.as_ref())
-                    .ignore();
+                stream.append(&mut pipe, envelope).ignore();
             }
             pipe.query_async::<()>(&mut connection).await.unwrap();
             sent += per_tick;
@@ -149,7 +147,7 @@ fn envelope_for(i: usize) -> Bytes {
     envelope::encode("bench", &publication).unwrap()
 }
 
-/// Entries not yet persisted: the group's lag plus its pending entries.
+/// Entries not yet persisted: the api group's lag plus its pending entries.
 async fn backlog(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
     let reply: Value = redis::cmd("XINFO")
         .arg("GROUPS")
@@ -157,22 +155,7 @@ async fn backlog(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
         .query_async(connection)
         .await
         .unwrap_or(Value::Nil);
-    let Value::Array(groups) = reply else {
-        return 0;
-    };
-    let mut total = 0;
-    for group in groups {
-        if let Value::Array(fields) = group {
-            for pair in fields.chunks(2) {
-                if let (Value::BulkString(k), Value::Int(n)) = (&pair[0], &pair[1]) {
-                    if k == b"lag" || k == b"pending" {
-                        total += n;
-                    }
-                }
-            }
-        }
-    }
-    total
+    lag::backlog(&reply, "api").map_or(0, |(lag, pending)| lag + pending)
 }
 
 /// Cumulative bucket counts of `api_persist_delay_seconds`, by upper bound.

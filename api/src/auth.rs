@@ -7,7 +7,7 @@
 //! tiers accept and refuse exactly the same tokens.
 
 use gateway::security::{
-    Action, AuthError, Grants, JwtSettings, JwtVerifier, Rules, SecurityError,
+    bearer_token, Action, AuthError, Grants, JwtSettings, JwtVerifier, Rules, SecurityError,
 };
 
 use crate::config::Config;
@@ -62,20 +62,12 @@ impl Auth {
             return Ok(None);
         };
         let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_token)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         let claims = verifier.verify(token)?;
-        let (subscribe, send) = match &claims.stomp {
-            Some(claim) => (&claim.sub, &claim.send),
-            None => (&self.default_subscribe, &self.default_send),
-        };
         Ok(Some(Caller {
-            grants: Grants::for_user(&claims.sub, subscribe, send),
+            grants: Grants::for_claims(&claims, &self.default_subscribe, &self.default_send),
             user: claims.sub,
         }))
     }

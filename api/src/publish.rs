@@ -85,7 +85,7 @@ impl Publisher {
             body,
         };
         let bytes = envelope::encode(&self.origin, &publication)?;
-        let channel = format!("{}{destination}", self.channel_prefix);
+        let channel = broker_bridge::redis::channel_name(&self.channel_prefix, destination);
         let mut connection = self.redis.connection().await?;
         let mut pipe = redis::pipe();
         let position = if self.durable.covers(destination) {

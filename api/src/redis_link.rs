@@ -26,10 +26,6 @@ impl RedisLink {
         }
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
     /// The connection, opening it if this is the first use (or every
     /// earlier attempt failed).
     pub async fn connection(&self) -> Result<ConnectionManager, RedisError> {

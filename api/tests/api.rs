@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    gateway, http, path_of, send_numbered, stomp_client, stored, wait_stored, ApiProcess, Postgres,
-    RedisServer, WAIT,
+    gateway, http,
+    metric_names::{exported_names, referenced_names},
+    path_of, send_numbered, stomp_client, stored, wait_stored, ApiProcess, Postgres, RedisServer,
+    WAIT,
 };
 use tokio::time::sleep;
 
@@ -671,22 +673,6 @@ async fn postgres_over_tls_is_verified_against_the_configured_ca() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Every `api_…` identifier in a text.
-fn api_metric_names(text: &str) -> std::collections::BTreeSet<String> {
-    let mut names = std::collections::BTreeSet::new();
-    let bytes = text.as_bytes();
-    for (start, _) in text.match_indices("api_") {
-        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
-            continue;
-        }
-        let end = text[start..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .map_or(text.len(), |n| start + n);
-        names.insert(text[start..end].to_string());
-    }
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
     let (pg, redis) = (Postgres::start().await, RedisServer::start().await);
@@ -702,14 +688,7 @@ async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
     http(api.addr, "POST", &path_of(ROOM), &[], Some(body)).await;
     sleep(Duration::from_millis(2_500)).await; // one backlog poll
     let (_, exposition) = http(api.addr, "GET", "/metrics", &[], None).await;
-    let exported: std::collections::BTreeSet<String> = exposition
-        .as_str()
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_string)
-        .collect();
+    let exported = exported_names(exposition.as_str().unwrap());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut referenced = std::collections::BTreeSet::new();
     let mut files = vec![root.join("api.json")];
@@ -718,7 +697,7 @@ async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
     }
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        referenced.extend(api_metric_names(&text));
+        referenced.extend(referenced_names(&text, "api_"));
     }
     assert!(
         referenced.len() >= 10,

@@ -61,9 +61,13 @@ impl Durable {
         self.exact.is_empty() && self.patterns.is_empty()
     }
 
-    /// Whether messages to `destination` are kept.
+    /// Whether messages to `destination` are kept. With no durable
+    /// destination configured this is one length check: the publish path
+    /// asks it for every message.
     pub fn covers(&self, destination: &str) -> bool {
-        self.exact.contains(destination) || self.patterns.iter().any(|p| p.matches(destination))
+        !self.is_empty()
+            && (self.exact.contains(destination)
+                || self.patterns.iter().any(|p| p.matches(destination)))
     }
 
     pub fn stream(&self) -> &str {

@@ -83,11 +83,11 @@ pub fn decode(mut bytes: Bytes) -> Result<Envelope, EnvelopeError> {
         return Err(EnvelopeError::Version(version));
     }
     let origin_len = usize::from(take_u8(&mut bytes)?);
-    let origin: Arc<str> = take_str(&mut bytes, origin_len)?.into();
+    let origin = take_shared_str(&mut bytes, origin_len)?;
     let len = usize::from(take_u16(&mut bytes)?);
-    let message_id: Arc<str> = take_str(&mut bytes, len)?.into();
+    let message_id = take_shared_str(&mut bytes, len)?;
     let len = usize::from(take_u16(&mut bytes)?);
-    let destination: Arc<str> = take_str(&mut bytes, len)?.into();
+    let destination = take_shared_str(&mut bytes, len)?;
     let count = take_u16(&mut bytes)?;
     let mut headers = Vec::with_capacity(usize::from(count).min(64));
     for _ in 0..count {
@@ -149,12 +149,24 @@ fn take_u32(b: &mut Bytes) -> Result<u32, EnvelopeError> {
     Ok(b.get_u32())
 }
 
-fn take_str(b: &mut Bytes, len: usize) -> Result<String, EnvelopeError> {
+fn take_raw(b: &mut Bytes, len: usize) -> Result<Bytes, EnvelopeError> {
     if b.remaining() < len {
         return Err(EnvelopeError::Truncated);
     }
-    let raw = b.split_to(len);
-    String::from_utf8(raw.to_vec()).map_err(|_| EnvelopeError::Utf8)
+    Ok(b.split_to(len))
+}
+
+fn take_str(b: &mut Bytes, len: usize) -> Result<String, EnvelopeError> {
+    String::from_utf8(take_raw(b, len)?.to_vec()).map_err(|_| EnvelopeError::Utf8)
+}
+
+/// A field kept as `Arc<str>`: validated in place and copied once (every
+/// received envelope goes through here).
+fn take_shared_str(b: &mut Bytes, len: usize) -> Result<Arc<str>, EnvelopeError> {
+    let raw = take_raw(b, len)?;
+    std::str::from_utf8(&raw)
+        .map(Arc::from)
+        .map_err(|_| EnvelopeError::Utf8)
 }
 
 #[cfg(test)]

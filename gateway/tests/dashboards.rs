@@ -4,41 +4,14 @@
 
 mod support;
 
-use std::{collections::BTreeSet, path::Path};
+use std::path::Path;
 
 use stomp::Command;
-use support::{http_get, start, Client};
-
-/// Metric names in a Prometheus text exposition.
-fn exported_names(exposition: &str) -> BTreeSet<String> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Every `gateway_…` identifier in a text.
-fn referenced_names(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(pos) = text[i..].find("gateway_") {
-        let start = i + pos;
-        let boundary =
-            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-        let mut end = start;
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-            end += 1;
-        }
-        if boundary {
-            names.insert(text[start..end].to_string());
-        }
-        i = end;
-    }
-    names
-}
+use support::{
+    http_get,
+    metric_names::{exported_names, referenced_names},
+    start, Client,
+};
 
 fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -93,7 +66,7 @@ async fn dashboards_and_alerts_use_only_exported_metrics() {
     let mut unknown = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        for name in referenced_names(&text) {
+        for name in referenced_names(&text, "gateway_") {
             if !exported.contains(&name) {
                 unknown.push(format!("{}: {name}", file.display()));
             }
@@ -108,8 +81,10 @@ async fn dashboards_and_alerts_use_only_exported_metrics() {
 
 #[test]
 fn name_extraction_finds_identifiers_only() {
-    let names =
-        referenced_names(r#"rate(gateway_frames_in_total{x="y"}[5m]) / my_gateway_x + gateway_up"#);
+    let names = referenced_names(
+        r#"rate(gateway_frames_in_total{x="y"}[5m]) / my_gateway_x + gateway_up"#,
+        "gateway_",
+    );
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
         ["gateway_frames_in_total", "gateway_up"]

@@ -48,7 +48,7 @@ pub async fn poll(
 
 /// `(lag, pending)` of `group` in an `XINFO GROUPS` reply. A nil lag (Redis
 /// cannot tell after some trims and deletions) counts as 0.
-fn backlog(reply: &Value, group: &str) -> Option<(i64, i64)> {
+pub fn backlog(reply: &Value, group: &str) -> Option<(i64, i64)> {
     let Value::Array(groups) = reply else {
         return None;
     };

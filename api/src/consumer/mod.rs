@@ -66,6 +66,17 @@ impl From<RedisError> for Ended {
     }
 }
 
+/// A reply of an unexpected shape is treated as a broken connection.
+impl From<entries::ReplyError> for Ended {
+    fn from(e: entries::ReplyError) -> Ended {
+        Ended::Redis(RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "stream reply",
+            e.to_string(),
+        )))
+    }
+}
+
 impl Consumer {
     pub fn new(
         settings: Settings,
@@ -98,7 +109,10 @@ impl Consumer {
                 Ok(mut connection) => {
                     self.metrics.succeeded(Dependency::Redis);
                     backoff = BACKOFF_START;
-                    self.session(&mut connection).await
+                    self.serve(&mut connection)
+                        .await
+                        .err()
+                        .unwrap_or(Ended::Stopped)
                 }
                 Err(e) => Ended::Redis(e),
             };
@@ -113,13 +127,6 @@ impl Consumer {
                 return;
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-
-    async fn session(&mut self, connection: &mut MultiplexedConnection) -> Ended {
-        match self.serve(connection).await {
-            Ok(()) => Ended::Stopped,
-            Err(e) => e,
         }
     }
 
@@ -183,13 +190,7 @@ impl Consumer {
         }
         cmd.arg("STREAMS").arg(&self.settings.stream).arg(from);
         let reply: Value = cmd.query_async(connection).await?;
-        entries::from_read(reply).map_err(|e| {
-            Ended::Redis(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "stream reply",
-                e.to_string(),
-            )))
-        })
+        Ok(entries::from_read(reply)?)
     }
 
     /// Takes over entries other consumers left pending too long.
@@ -207,13 +208,7 @@ impl Consumer {
                 .arg(self.settings.batch_size)
                 .query_async(connection)
                 .await?;
-            let (next, entries) = entries::from_autoclaim(reply).map_err(|e| {
-                Ended::Redis(RedisError::from((
-                    redis::ErrorKind::UnexpectedReturnType,
-                    "autoclaim reply",
-                    e.to_string(),
-                )))
-            })?;
+            let (next, entries) = entries::from_autoclaim(reply)?;
             if !entries.is_empty() {
                 tracing::info!(count = entries.len(), "claimed entries of an idle consumer");
                 self.metrics.claimed.inc_by(entries.len() as u64);

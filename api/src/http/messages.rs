@@ -18,6 +18,7 @@ use bytes::Bytes;
 use gateway::{
     message::{RESERVED_HEADERS, USER_ID_HEADER},
     security::{Action, AuthError},
+    session::has_allowed_prefix,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -336,7 +337,7 @@ fn checked_destination(
     if destination.chars().any(char::is_control) {
         return invalid("holds control characters".to_string());
     }
-    if !prefixes.iter().any(|p| destination.starts_with(p.as_str())) || destination.len() <= 1 {
+    if !has_allowed_prefix(prefixes, &destination) {
         return invalid(format!("must start with one of {prefixes:?}"));
     }
     if broker_bridge::pattern::is_wildcard(&destination) {

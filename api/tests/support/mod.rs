@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../gateway/tests/support/metric_names.rs"]
+pub mod metric_names;
 pub mod postgres;
 #[path = "../../../gateway/tests/support/redis.rs"]
 pub mod redis;

@@ -81,6 +81,12 @@ impl RedisOptions {
     }
 }
 
+/// The Redis channel that carries `destination` (also for publishers
+/// outside a node, such as the api).
+pub fn channel_name(prefix: &str, destination: &str) -> String {
+    format!("{prefix}{destination}")
+}
+
 /// Backoff between reconnect attempts: short and capped, so delivery
 /// resumes within about half a second of Redis coming back.
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -133,7 +139,7 @@ impl Shared {
     }
 
     fn channel(&self, destination: &str) -> String {
-        format!("{}{destination}", self.options.channel_prefix)
+        channel_name(&self.options.channel_prefix, destination)
     }
 
     /// The Redis subscription a local (possibly wildcard) destination needs.

@@ -57,7 +57,7 @@ pub(super) async fn run(
             for p in &batch {
                 match envelope::encode(&shared.options.node_id, p) {
                     Ok(bytes) => {
-                        if !durable.is_empty() && durable.covers(&p.destination) {
+                        if durable.covers(&p.destination) {
                             durable.append(&mut pipe, &bytes).ignore();
                         }
                         pipe.cmd("PUBLISH")

@@ -5,6 +5,8 @@ use std::fmt;
 
 use broker_bridge::pattern;
 
+use super::Claims;
+
 /// The frame a decision is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -54,6 +56,19 @@ impl Grants {
         Grants {
             subscribe: substitute(subscribe),
             send: substitute(send),
+        }
+    }
+
+    /// The grants of a verified token: its `stomp` claim, or the defaults
+    /// when it has none.
+    pub fn for_claims(
+        claims: &Claims,
+        default_subscribe: &[String],
+        default_send: &[String],
+    ) -> Grants {
+        match &claims.stomp {
+            Some(claim) => Grants::for_user(&claims.sub, &claim.sub, &claim.send),
+            None => Grants::for_user(&claims.sub, default_subscribe, default_send),
         }
     }
 

@@ -241,6 +241,15 @@ fn map_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (trimmed;
+/// the scheme name is matched as browsers and servers write it).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// Whether a CONNECT passcode looks like a JWT (three base64url parts)
 /// rather than a plain passcode.
 pub fn looks_like_jwt(value: &str) -> bool {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 pub use client_ip::{client_ip, Cidr, IpLimiter, IpSlot};
 pub use grants::{Action, Grants};
-pub use jwt::{Claims, JwtSettings, JwtVerifier, Rules};
+pub use jwt::{bearer_token, Claims, JwtSettings, JwtVerifier, Rules};
 pub use origin::OriginPolicy;
 pub use rate::FrameBucket;
 pub use users::Users;
@@ -167,11 +167,7 @@ impl Security {
         let verifier = self.jwt.as_ref().ok_or(AuthError::AlgorithmNotAccepted)?;
         let claims = verifier.verify(token)?;
         let leeway = Duration::from_secs(verifier.leeway_s());
-        let (subscribe, send) = match &claims.stomp {
-            Some(claim) => (&claim.sub, &claim.send),
-            None => (&self.default_subscribe, &self.default_send),
-        };
-        let grants = Grants::for_user(&claims.sub, subscribe, send);
+        let grants = Grants::for_claims(&claims, &self.default_subscribe, &self.default_send);
         let expires_at = match (self.expiry, claims.exp) {
             (TokenExpiry::Close, Some(exp)) => Some(instant_of(exp, leeway)),
             _ => None,

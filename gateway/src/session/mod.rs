@@ -496,7 +496,7 @@ impl Session {
 
     fn check_destination(&self, destination: &str) -> Result<(), StompError> {
         let prefixes = &self.node.config.destination_prefixes;
-        if prefixes.iter().any(|p| destination.starts_with(p.as_str())) && destination.len() > 1 {
+        if has_allowed_prefix(prefixes, destination) {
             return Ok(());
         }
         Err(StompError::new("unknown destination").detail(format!(
@@ -573,6 +573,12 @@ impl StompError {
         }
         self
     }
+}
+
+/// Whether `destination` lies under one of the configured destination
+/// prefixes (the api applies the same rule to its REST paths).
+pub fn has_allowed_prefix(prefixes: &[String], destination: &str) -> bool {
+    destination.len() > 1 && prefixes.iter().any(|p| destination.starts_with(p.as_str()))
 }
 
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, StompError> {

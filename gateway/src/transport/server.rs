@@ -28,7 +28,7 @@ use crate::{
     connection::{self, Admission},
     metrics::UpgradeRejection,
     node::{InFlight, Node},
-    security::{client_ip, AuthError},
+    security::{bearer_token, client_ip, AuthError},
 };
 
 /// The WebSocket subprotocols we speak, best first.
@@ -391,13 +391,10 @@ fn admit<B>(req: &Request<B>, node: &Node, peer: SocketAddr) -> Result<Admission
             Some(limiter.try_acquire(ip).ok_or(Refusal::PerIp)?)
         }
     };
-    let bearer = header("authorization").and_then(|v| {
-        v.strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-    });
+    let bearer = header("authorization").and_then(bearer_token);
     let principal = match bearer {
         Some(token) if security.required() => {
-            let result = security.authenticate_token(token.trim());
+            let result = security.authenticate_token(token);
             node.metrics.authentication(&result);
             Some(Arc::new(result.map_err(Refusal::Unauthorized)?))
         }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod metric_names;
 pub mod pki;
 pub mod redis;
 
