@@ -40,7 +40,9 @@ async fn every_subscriber_gets_every_message_in_publish_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
-    let gw = start(&["--outbound-queue", "256"]).await;
+    // The publisher sends 3,000 frames as fast as receipts allow: past the
+    // default frame-rate burst, which this test is not about.
+    let gw = start(&["--outbound-queue", "256", "--max-frame-rate", "0"]).await;
     let mut slow = Client::open_with_receive_buffer(gw.addr, &[], Some(4096)).await;
     slow.connect(&[("accept-version", "1.2")]).await;
     slow.subscribe("slow", "/topic/firehose", "auto").await;
