@@ -143,6 +143,7 @@ fn envelope_for(i: usize) -> Bytes {
             ("user-id".into(), format!("user{i}")),
         ],
         body: Bytes::from(vec![b'x'; 100]),
+        position: None,
     };
     envelope::encode("bench", &publication).unwrap()
 }

@@ -13,7 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod position;
 pub mod publish;
-pub mod redis_link;
+pub use broker_bridge::redis::link as redis_link;
 
 use std::{
     net::SocketAddr,

@@ -32,17 +32,13 @@ pub struct BadPosition;
 impl FromStr for Position {
     type Err = BadPosition;
 
+    /// Parsed as the gateways write it ([`broker_bridge::Position`]), then
+    /// held in the database's signed integers.
     fn from_str(s: &str) -> Result<Position, BadPosition> {
-        let (ms, seq) = s.split_once('-').ok_or(BadPosition)?;
-        let part = |p: &str| {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(BadPosition);
-            }
-            p.parse::<i64>().map_err(|_| BadPosition)
-        };
+        let p: broker_bridge::Position = s.parse().map_err(|_| BadPosition)?;
         Ok(Position {
-            ms: part(ms)?,
-            seq: part(seq)?,
+            ms: i64::try_from(p.ms).map_err(|_| BadPosition)?,
+            seq: i64::try_from(p.seq).map_err(|_| BadPosition)?,
         })
     }
 }

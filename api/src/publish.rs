@@ -1,9 +1,10 @@
 //! Server-side publishing: a message POSTed to the api reaches subscribers
 //! exactly as a client's SEND through a gateway does.
 //!
-//! The api encodes the same [`envelope`] a gateway would and sends, in one
-//! pipeline, the `XADD` to the durable stream (for a durable destination)
-//! and the `PUBLISH` to the destination's channel. Every gateway delivers it
+//! The api encodes the same [`envelope`] a gateway would and publishes it
+//! through the same script ([`PublishScript`]): `XADD` to the durable
+//! stream and the destination's recent stream, then `PUBLISH`, with the
+//! stream id as the message's position. Every gateway delivers it
 //! to its subscribers; the stream consumer (of whichever api instance)
 //! persists it like any other durable message.
 
@@ -12,7 +13,7 @@ use std::sync::{
     Arc,
 };
 
-use broker_bridge::{envelope, Durable, Publication};
+use broker_bridge::{envelope, redis::sequencer::PublishScript, Durable, Publication};
 use bytes::Bytes;
 use redis::RedisError;
 use thiserror::Error;
@@ -45,6 +46,7 @@ pub struct Publisher {
     /// Stamped on envelopes and message ids: unique per process start.
     origin: String,
     next: AtomicU64,
+    script: PublishScript,
 }
 
 impl Publisher {
@@ -60,6 +62,7 @@ impl Publisher {
             channel_prefix,
             origin,
             next: AtomicU64::new(1),
+            script: PublishScript::classic().sent_inline(),
         }
     }
 
@@ -83,25 +86,19 @@ impl Publisher {
             message_id: message_id.as_str().into(),
             headers,
             body,
+            position: None,
         };
         let bytes = envelope::encode(&self.origin, &publication)?;
         let channel = broker_bridge::redis::channel_name(&self.channel_prefix, destination);
         let mut connection = self.redis.connection().await?;
         let mut pipe = redis::pipe();
+        self.script
+            .add(&mut pipe, &channel, destination, &self.durable, &bytes);
+        let (id,): (String,) = pipe.query_async(&mut connection).await?;
+        // Only a durable destination's position is a history cursor.
         let position = if self.durable.covers(destination) {
-            self.durable.append(&mut pipe, &bytes);
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(bytes.as_ref())
-                .ignore();
-            let (id,): (String,) = pipe.query_async(&mut connection).await?;
             Some(id.parse().map_err(|_| PublishError::Position(id))?)
         } else {
-            pipe.cmd("PUBLISH")
-                .arg(&channel)
-                .arg(bytes.as_ref())
-                .ignore();
-            pipe.query_async::<()>(&mut connection).await?;
             None
         };
         Ok(Published {

@@ -36,6 +36,7 @@ fn fanout(c: &mut Criterion) {
         message_id: "node-1".into(),
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from_static(br#"{"user":"alice","text":"hello everyone, how is it going?"}"#),
+        position: None,
     };
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));

@@ -34,7 +34,11 @@ pub struct Durable {
     patterns: Vec<Pattern>,
     stream: String,
     max_len: u64,
+    recent_len: u64,
 }
+
+/// The default cap on a destination's recent stream (entries).
+pub const DEFAULT_RECENT_LEN: u64 = 1_000;
 
 impl Durable {
     /// `destinations` are concrete destinations or wildcard patterns
@@ -43,6 +47,7 @@ impl Durable {
         let mut durable = Durable {
             stream: stream.into(),
             max_len,
+            recent_len: DEFAULT_RECENT_LEN,
             ..Durable::default()
         };
         for destination in destinations {
@@ -70,8 +75,28 @@ impl Durable {
                 || self.patterns.iter().any(|p| p.matches(destination)))
     }
 
+    /// Caps each destination's recent stream (what another node replays
+    /// to a resuming client) at about `len` entries.
+    pub fn with_recent_len(mut self, len: u64) -> Durable {
+        self.recent_len = len;
+        self
+    }
+
     pub fn stream(&self) -> &str {
         &self.stream
+    }
+
+    pub fn max_len(&self) -> u64 {
+        self.max_len
+    }
+
+    pub fn recent_len(&self) -> u64 {
+        self.recent_len
+    }
+
+    /// The key of `destination`'s recent stream: `<stream>:<destination>`.
+    pub fn recent_key(&self, destination: &str) -> String {
+        format!("{}:{destination}", self.stream)
     }
 
     /// Adds the `XADD` of one envelope to `pipe`; its reply is the entry id.

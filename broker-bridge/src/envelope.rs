@@ -4,7 +4,8 @@
 //! the node that published it. Layout (all integers big-endian):
 //!
 //! ```text
-//! u8   version (1)
+//! u8   version (1, or 2 with a position)
+//! (v2) u8 position length, then the position (ASCII `<ms>-<seq>`)
 //! u8   origin node id length, then the bytes (UTF-8)
 //! u16  message id length, then the bytes (UTF-8)
 //! u16  destination length, then the bytes (UTF-8)
@@ -12,6 +13,12 @@
 //!        u16 name length, name (UTF-8), u32 value length, value (UTF-8)
 //! u32  body length, then the body
 //! ```
+//!
+//! A node encodes version 1: the position is not known until Redis assigns
+//! it. The publish script (`redis::sequencer`) turns it into version 2 by
+//! inserting the position after the version byte ([`with_position`] does
+//! the same in Rust), so what the channel carries is v2 and what the durable
+//! stream keeps is v1 (its entry id is the position).
 //!
 //! A node that receives an envelope it cannot decode (unknown version,
 //! truncated, bad UTF-8, trailing bytes) counts it and drops it.
@@ -21,9 +28,12 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::Publication;
+use crate::{Position, Publication};
 
+/// The version nodes encode.
 pub const VERSION: u8 = 1;
+/// The version carrying a position.
+pub const VERSION_POSITIONED: u8 = 2;
 
 /// Why an envelope was rejected.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -38,6 +48,8 @@ pub enum EnvelopeError {
     Trailing(usize),
     #[error("envelope field too long to encode")]
     TooLong,
+    #[error("envelope position is not <ms>-<seq>")]
+    Position,
 }
 
 /// A decoded envelope.
@@ -79,9 +91,16 @@ pub fn encode(origin: &str, publication: &Publication) -> Result<Bytes, Envelope
 /// Decodes an envelope; the body is a zero-copy slice of `bytes`.
 pub fn decode(mut bytes: Bytes) -> Result<Envelope, EnvelopeError> {
     let version = take_u8(&mut bytes)?;
-    if version != VERSION {
-        return Err(EnvelopeError::Version(version));
-    }
+    let position = match version {
+        VERSION => None,
+        VERSION_POSITIONED => {
+            let len = usize::from(take_u8(&mut bytes)?);
+            let raw = take_raw(&mut bytes, len)?;
+            let text = std::str::from_utf8(&raw).map_err(|_| EnvelopeError::Position)?;
+            Some(text.parse().map_err(|_| EnvelopeError::Position)?)
+        }
+        other => return Err(EnvelopeError::Version(other)),
+    };
     let origin_len = usize::from(take_u8(&mut bytes)?);
     let origin = take_shared_str(&mut bytes, origin_len)?;
     let len = usize::from(take_u16(&mut bytes)?);
@@ -112,8 +131,21 @@ pub fn decode(mut bytes: Bytes) -> Result<Envelope, EnvelopeError> {
             message_id,
             headers,
             body,
+            position,
         },
     })
+}
+
+/// Turns a version 1 envelope into version 2 carrying `position`: exactly
+/// what the publish script does inside Redis.
+pub fn with_position(v1: &[u8], position: Position) -> Bytes {
+    let text = position.to_string();
+    let mut buf = BytesMut::with_capacity(v1.len() + 2 + text.len());
+    buf.put_u8(VERSION_POSITIONED);
+    buf.put_u8(text.len() as u8);
+    buf.put_slice(text.as_bytes());
+    buf.put_slice(v1.get(1..).unwrap_or_default());
+    buf.freeze()
 }
 
 fn put_str8(buf: &mut BytesMut, s: &str) -> Result<(), EnvelopeError> {
@@ -182,6 +214,7 @@ mod tests {
                 ("x-é".into(), "1:2".into()),
             ],
             body: Bytes::from_static(b"hello\0world"),
+            position: None,
         }
     }
 
@@ -191,6 +224,29 @@ mod tests {
         let envelope = decode(bytes).unwrap();
         assert_eq!(&*envelope.origin, "node-a");
         assert_eq!(envelope.publication, sample());
+    }
+
+    #[test]
+    fn positioned_envelope_round_trips_and_bad_positions_are_refused() {
+        let v1 = encode("node-a", &sample()).unwrap();
+        let position: Position = "1700000000000-4".parse().unwrap();
+        let v2 = with_position(&v1, position);
+        assert_eq!(v2[0], VERSION_POSITIONED);
+        let envelope = decode(v2.clone()).unwrap();
+        assert_eq!(envelope.publication.position, Some(position));
+        assert_eq!(
+            Publication {
+                position: None,
+                ..envelope.publication
+            },
+            sample()
+        );
+        for cut in 0..v2.len() {
+            assert!(decode(v2.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut bad = BytesMut::from(&v2[..]);
+        bad[2] = b'x';
+        assert_eq!(decode(bad.freeze()), Err(EnvelopeError::Position));
     }
 
     #[test]

@@ -15,15 +15,20 @@ pub mod durable;
 mod embedded;
 pub mod envelope;
 pub mod pattern;
+pub mod position;
 mod publication;
 pub mod redis;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
 use thiserror::Error;
 
 pub use durable::Durable;
 pub use embedded::EmbeddedBroker;
+pub use position::Position;
 pub use publication::Publication;
 pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};
 
@@ -91,6 +96,40 @@ pub trait Broker: Send + Sync + 'static {
     fn unavailable_for(&self) -> Option<Duration> {
         None
     }
+
+    /// Keeps a resumable session's state for `ttl` where any node can take
+    /// it ([`Broker::claim_session`]). Fire and forget: a failure only means
+    /// the session can resume on this node alone. The embedded broker keeps
+    /// nothing (the node's own memory is all there is).
+    fn park_session(&self, _session: &str, _state: Bytes, _ttl: Duration) {}
+
+    /// Takes a parked session's state, so it resumes at most once.
+    fn claim_session(
+        &self,
+        _session: &str,
+    ) -> BoxFuture<'static, Result<Option<Bytes>, BrokerError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// The messages of `destination` after `after`, if the cluster keeps
+    /// them (durable destinations); `None` when it does not.
+    fn replay(
+        &self,
+        _destination: &str,
+        _after: Position,
+    ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
+        None
+    }
+}
+
+/// What [`Broker::replay`] found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// True when the start position is still kept, so `publications` is
+    /// everything after it; false when some were trimmed (a gap).
+    pub complete: bool,
+    /// In position order, each with its position.
+    pub publications: Vec<Publication>,
 }
 
 /// Why a publish was refused.

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::Position;
+
 /// One published message, as the publishing node assigned it an id.
 ///
 /// Only the SEND's application headers travel (frame-control headers such as
@@ -17,4 +19,7 @@ pub struct Publication {
     /// Application headers in their original order, unescaped.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Where the message stands in its destination; assigned by the broker
+    /// (Redis, or the embedded broker), so `None` until it is published.
+    pub position: Option<Position>,
 }

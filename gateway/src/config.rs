@@ -121,6 +121,44 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_DURABLE_MAX_LEN", default_value_t = broker_bridge::durable::DEFAULT_MAX_LEN)]
     pub durable_max_len: u64,
 
+    /// How long after a connection ends its session can still be resumed
+    /// (its subscriptions and missed messages restored; docs/resume.md).
+    /// 0 turns resume off: no `resume-token` is issued.
+    #[arg(long, env = "GATEWAY_RESUME_WINDOW_MS", default_value_t = 120_000)]
+    pub resume_window_ms: u64,
+
+    /// HMAC key that signs resume tokens; every node of a cluster needs the
+    /// same one, or tokens resume only on the node that issued them.
+    /// Environment variable or config file only (never on the command
+    /// line). Without it a node makes up its own random key.
+    #[arg(long, env = "GATEWAY_RESUME_KEY", hide_env_values = true)]
+    pub resume_key: Option<Secret>,
+
+    /// File holding the resume-token key (one line).
+    #[arg(long, env = "GATEWAY_RESUME_KEY_FILE")]
+    pub resume_key_file: Option<PathBuf>,
+
+    /// Messages each destination's replay ring keeps for same-node resume;
+    /// 0 turns rings off (resume then works only from durable streams).
+    #[arg(long, env = "GATEWAY_RESUME_RING", default_value_t = 1024)]
+    pub resume_ring: usize,
+
+    /// Bytes all replay rings of the node may hold together; past it, the
+    /// oldest messages of the destination being written are evicted.
+    #[arg(long, env = "GATEWAY_RESUME_RING_BYTES", default_value_t = 64 << 20)]
+    pub resume_ring_bytes: usize,
+
+    /// Approximate cap on each durable destination's recent stream in
+    /// Redis, what another node replays to a resuming client.
+    #[arg(long, env = "GATEWAY_RESUME_STREAM_LEN", default_value_t = broker_bridge::durable::DEFAULT_RECENT_LEN)]
+    pub resume_stream_len: u64,
+
+    /// Name of the cookie the upgrade response sets for load-balancer
+    /// stickiness (the ALB target group's application cookie); its value
+    /// is kept when the client already has one. Empty: no cookie.
+    #[arg(long, env = "GATEWAY_AFFINITY_COOKIE", default_value = "GW_AFFINITY")]
+    pub affinity_cookie: String,
+
     /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
     #[arg(
         long = "destination-prefix",
@@ -434,7 +472,21 @@ impl Config {
         if self.destination_prefixes.iter().any(|p| p.is_empty()) {
             return invalid("destination-prefix must not be empty");
         }
+        if self.resume_window_ms > 0 && self.resume_stream_len == 0 {
+            return invalid("resume-stream-len must be > 0");
+        }
+        if !self
+            .affinity_cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return invalid("affinity-cookie must be letters, digits, '_' or '-'");
+        }
         Ok(self)
+    }
+
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_millis(self.resume_window_ms)
     }
 
     pub fn connect_timeout(&self) -> Duration {

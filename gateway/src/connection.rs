@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use stomp::{Decoder, Item, Version};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::oneshot,
     time::{sleep_until, Instant, Sleep},
 };
 
@@ -27,6 +28,7 @@ use crate::{
     metrics::CloseReason,
     node::{InFlight, Node},
     outbound::Outbound,
+    resume::{metrics::Outcome, Resolution},
     security::{FrameBucket, IpSlot, Principal},
     session::{write_frame, Flow, PendingSubscription, Session, StompError},
     transport::websocket::{self, Control, WsReader},
@@ -41,6 +43,8 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Event {
     Read,
     SubscriptionLive,
+    /// A CONNECT's resume is resolved.
+    Resumed(Resolution),
     Eof,
     Outbound,
     Timer,
@@ -67,12 +71,19 @@ struct Connection<S> {
     /// Set once the connection is closing: no more reads or deliveries,
     /// only flushing until this deadline.
     closing: Option<(Instant, CloseReason)>,
-    /// A SUBSCRIBE waiting to be live cluster-wide; frames after it wait.
-    pending: Option<Box<PendingSubscription>>,
+    /// A SUBSCRIBE waiting to be live cluster-wide, or a CONNECT waiting
+    /// for its resume; frames after it wait.
+    pending: Option<Pending>,
     /// The client's frame rate limit (`--max-frame-rate`).
     frame_bucket: FrameBucket,
     /// Held for the connection's life: its place in the per-IP count.
     _ip_slot: Option<IpSlot>,
+}
+
+/// What input processing waits for.
+enum Pending {
+    Subscription(Box<PendingSubscription>),
+    Resume(oneshot::Receiver<Resolution>),
 }
 
 /// What the upgrade established about a connection before it starts.
@@ -137,7 +148,7 @@ where
         // Now in the roster, the drain can see it: the handshake's hold ends.
         drop(handshake);
         let reason = conn.serve().await;
-        conn.session.close();
+        conn.session.close(reason);
         conn.node.connections.remove(id);
         conn.node.metrics.connection_closed(reason);
         tracing::debug!(reason = reason.as_str(), "connection closed");
@@ -165,11 +176,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             match event {
                 Event::Read => self.on_read(),
                 Event::SubscriptionLive => {
-                    if let Some(pending) = self.pending.take() {
+                    if let Some(Pending::Subscription(pending)) = self.pending.take() {
                         if let Some(receipt) = &pending.receipt {
                             self.session.write_receipt(receipt, &mut self.write);
                         }
                     }
+                    self.process_input();
+                }
+                Event::Resumed(resolution) => {
+                    self.pending = None;
+                    self.session.finish_resume(resolution, &mut self.write);
+                    self.decoder
+                        .set_escaping(self.session.version().escapes_headers());
                     self.process_input();
                 }
                 Event::Outbound => self.on_outbound(),
@@ -214,10 +232,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        if let Some(pending) = &mut self.pending {
-            if Pin::new(&mut pending.ready).poll(cx).is_ready() {
-                return Poll::Ready(Event::SubscriptionLive);
-            }
+        let pending_done = match &mut self.pending {
+            Some(Pending::Subscription(pending)) => Pin::new(&mut pending.ready)
+                .poll(cx)
+                .map(|_| Event::SubscriptionLive),
+            Some(Pending::Resume(rx)) => Pin::new(rx).poll(cx).map(|result| {
+                Event::Resumed(result.unwrap_or(Resolution::Failed(Outcome::Unknown)))
+            }),
+            None => Poll::Pending,
+        };
+        if pending_done.is_ready() {
+            return pending_done;
         }
         let room = self.write.len() < self.node.config.max_write_buffer;
         if self.closing.is_none() {
@@ -322,7 +347,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     websocket::put_close(&mut self.write, websocket::CLOSE_NORMAL, "");
                     self.begin_close(CloseReason::Client);
                 }
-                Ok(Flow::AwaitSubscription(pending)) => self.pending = Some(pending),
+                Ok(Flow::AwaitSubscription(pending)) => {
+                    self.pending = Some(Pending::Subscription(pending))
+                }
+                Ok(Flow::AwaitResume(rx)) => self.pending = Some(Pending::Resume(rx)),
                 Err(e) => self.fail(e),
             }
         }
@@ -356,11 +384,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if self.outbound.close_requested() {
             // Drain: everything already queued goes out before the ERROR.
             self.write_queued(usize::MAX);
-            self.fail(
-                StompError::new("server restarting")
-                    .detail("this node is shutting down; reconnect to continue")
-                    .reason(CloseReason::Drain),
-            );
+            let mut error = StompError::new("server restarting")
+                .detail("this node is shutting down; reconnect to continue")
+                .reason(CloseReason::Drain);
+            // Taken after the flush: its positions are what the client got.
+            if let Some(token) = self.session.handoff_token() {
+                error = error.header(crate::resume::TOKEN_HEADER, token);
+            }
+            self.fail(error);
             return;
         }
         self.write_queued(self.node.config.max_write_buffer);

@@ -31,11 +31,15 @@ impl Fanout {
 
 impl DeliverySink for Fanout {
     fn deliver(&self, publication: Publication, route: Route) {
-        let lists = self.registry.recipients(&publication.destination, &route);
+        // Encoded before the lookup: the destination's replay ring keeps
+        // this same encoding, taken under the lock of the snapshot.
+        let escaped = EncodedMessage::encode(&publication, Version::V1_2);
+        let lists = self
+            .registry
+            .recipients(&publication.destination, &route, &escaped);
         if lists.is_empty() {
             return;
         }
-        let escaped = EncodedMessage::encode(&publication, Version::V1_2);
         let mut unescaped: Option<Arc<EncodedMessage>> = None;
         let mut queued = 0u64;
         for subscriber in lists.iter().flat_map(|l| l.iter()) {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod registry;
+pub mod resume;
 pub mod roster;
 pub mod security;
 pub mod session;
@@ -98,7 +99,9 @@ impl Gateway {
                 self.node.metrics.clone(),
             );
         }
-        transport::server::serve(self.listener, self.node, self.tls, stop).await
+        let sweeper = tokio::spawn(resume::sweeper(self.node.clone()));
+        transport::server::serve(self.listener, self.node, self.tls, stop).await;
+        sweeper.abort();
     }
 }
 

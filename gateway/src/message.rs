@@ -5,7 +5,7 @@
 //! are spliced in at one offset by the connection writer:
 //!
 //! ```text
-//! MESSAGE\n destination:… \n message-id:… \n <app headers> content-length:N\n
+//! MESSAGE\n destination:… \n message-id:… \n [position:…\n] <app headers> content-length:N\n
 //!   ── split ──  [subscription:ID\n] [ack:N\n]
 //! \n <body> \0
 //! ```
@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use broker_bridge::Publication;
+use broker_bridge::{Position, Publication};
 use bytes::{BufMut, Bytes, BytesMut};
 use stomp::{escape, Version};
 
@@ -27,7 +27,12 @@ pub struct EncodedMessage {
     split: usize,
     binary_body: bool,
     message_id: Arc<str>,
+    position: Option<Position>,
 }
+
+/// The header carrying a message's position in its destination (see
+/// `docs/protocol.md`, Positions).
+pub const POSITION_HEADER: &str = "position";
 
 /// Header names a SEND may not pass through to MESSAGE: they describe the
 /// SEND frame itself or are set by the server.
@@ -39,6 +44,7 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "receipt",
     "transaction",
     "content-length",
+    POSITION_HEADER,
 ];
 
 /// The header naming an authenticated sender; the gateway sets it on every
@@ -57,7 +63,7 @@ impl EncodedMessage {
             .map(|(k, v)| k.len() + v.len() + 4)
             .sum();
         let mut buf = BytesMut::with_capacity(
-            64 + publication.destination.len()
+            112 + publication.destination.len()
                 + publication.message_id.len()
                 + headers_len
                 + publication.body.len(),
@@ -67,6 +73,14 @@ impl EncodedMessage {
         buf.put_slice(b"\nmessage-id:");
         put_value(&publication.message_id, escaping, &mut buf);
         buf.put_u8(b'\n');
+        if let Some(position) = publication.position {
+            buf.put_slice(POSITION_HEADER.as_bytes());
+            buf.put_u8(b':');
+            buf.put_slice(stomp::decimal(position.ms, &mut [0; 20]));
+            buf.put_u8(b'-');
+            buf.put_slice(stomp::decimal(position.seq, &mut [0; 20]));
+            buf.put_u8(b'\n');
+        }
         for (name, value) in &publication.headers {
             put_value(name, escaping, &mut buf);
             buf.put_u8(b':');
@@ -86,6 +100,7 @@ impl EncodedMessage {
             split,
             binary_body: std::str::from_utf8(&publication.body).is_err(),
             message_id: publication.message_id.clone(),
+            position: publication.position,
         })
     }
 
@@ -122,6 +137,10 @@ impl EncodedMessage {
         &self.message_id
     }
 
+    pub fn position(&self) -> Option<Position> {
+        self.position
+    }
+
     #[cfg(test)]
     pub fn for_test(body: &'static [u8]) -> Arc<EncodedMessage> {
         EncodedMessage::encode(
@@ -130,6 +149,7 @@ impl EncodedMessage {
                 message_id: "m-1".into(),
                 headers: Vec::new(),
                 body: Bytes::from_static(body),
+                position: None,
             },
             Version::V1_2,
         )
@@ -171,6 +191,7 @@ mod tests {
                 ("x".into(), "1\n2".into()),
             ],
             body: Bytes::from_static(b"he\0llo"),
+            position: Some("17-2".parse().unwrap()),
         };
         let m = EncodedMessage::encode(&p, Version::V1_2);
         let mut wire = BytesMut::new();
@@ -184,6 +205,8 @@ mod tests {
         assert_eq!(f.header("destination"), Some("/topic/a:b"));
         assert_eq!(f.header("subscription"), Some("s:1"));
         assert_eq!(f.header("ack"), Some("42"));
+        assert_eq!(f.header("position"), Some("17-2"));
+        assert_eq!(m.position().map(|p| p.to_string()).as_deref(), Some("17-2"));
         assert_eq!(f.header("x"), Some("1\n2"));
         assert_eq!(&f.body[..], b"he\0llo");
         assert!(!m.has_binary_body());

@@ -16,6 +16,7 @@ use crate::{
     fanout::Fanout,
     metrics::Metrics,
     registry::Registry,
+    resume::{metrics::ResumeMetrics, ring::RingSettings, token::TokenKey, Resume},
     roster::Roster,
     security::{Security, SecurityError},
 };
@@ -41,17 +42,18 @@ pub struct Node {
     pub security: Security,
     /// Every live connection, for drain.
     pub connections: Roster,
+    /// Resume tokens and parked sessions.
+    pub resume: Resume,
     draining: AtomicBool,
     /// HTTP connections and upgrades not yet in the roster.
     in_flight: Arc<AtomicUsize>,
     next_message: AtomicU64,
-    next_session: AtomicU64,
 }
 
 impl Node {
     /// A node with the embedded in-process broker.
     pub fn embedded(config: Config) -> Result<Arc<Node>, NodeError> {
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
         let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(fanout));
@@ -64,17 +66,20 @@ impl Node {
     pub fn clustered(mut config: Config, redis_url: &str) -> Result<Arc<Node>, NodeError> {
         // Fix the id now: the broker stamps it on every envelope.
         config.node_id = Some(node_id(&config).to_string());
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
         let node_id = node_id(&config);
         let mut options = RedisOptions::new(redis_url, node_id);
         options.channel_prefix = config.redis_channel_prefix.clone();
-        options.durable = Arc::new(Durable::new(
-            &config.durable,
-            config.durable_stream.as_str(),
-            config.durable_max_len,
-        ));
+        options.durable = Arc::new(
+            Durable::new(
+                &config.durable,
+                config.durable_stream.as_str(),
+                config.durable_max_len,
+            )
+            .with_recent_len(config.resume_stream_len),
+        );
         let broker: Arc<dyn Broker> = if config.redis_sharded {
             Arc::new(ShardedRedisBroker::start(
                 options,
@@ -99,7 +104,20 @@ impl Node {
         registry.attach_broker(&broker);
         metrics.max_connections.set(config.max_connections as i64);
         let id = node_id(&config);
+        let key = match (&config.resume_key, &config.resume_key_file) {
+            (Some(secret), _) => TokenKey::new(secret.0.trim().as_bytes()),
+            (None, Some(path)) => {
+                TokenKey::new(crate::security::read_secret_file(path)?.trim().as_bytes())
+            }
+            (None, None) => TokenKey::random(),
+        };
+        let resume = Resume::new(
+            key,
+            config.resume_window(),
+            ResumeMetrics::register(metrics.registry()),
+        );
         Ok(Arc::new(Node {
+            resume,
             config,
             id,
             registry,
@@ -110,7 +128,6 @@ impl Node {
             draining: AtomicBool::new(false),
             in_flight: Arc::default(),
             next_message: AtomicU64::new(1),
-            next_session: AtomicU64::new(1),
         }))
     }
 
@@ -154,10 +171,24 @@ impl Node {
         format!("{}-{n}", self.id).into()
     }
 
-    /// A session id unique in the cluster.
+    /// A session id unique in the cluster and not guessable.
     pub fn next_session_id(&self) -> String {
-        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
-        format!("{}-s{n}", self.id)
+        Resume::new_session_id(&self.id)
+    }
+}
+
+/// Replay rings as configured; off with resume.
+fn ring_settings(config: &Config) -> RingSettings {
+    RingSettings {
+        per_destination: if config.resume_window_ms == 0 {
+            0
+        } else {
+            config.resume_ring
+        },
+        max_bytes: config.resume_ring_bytes,
+        // Nobody resuming can need a message older than the window (plus
+        // the time it may have waited in a queue before the disconnect).
+        max_age: config.resume_window() + std::time::Duration::from_secs(60),
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Outbound {
     queue: OnceLock<Box<SegQueue<Delivery>>>,
     len: AtomicUsize,
     capacity: usize,
+    /// Room added by resume replays, given back as the queue drains, so a
+    /// replay never makes the first live message look like an overflow.
+    replay_room: AtomicUsize,
     overflowed: AtomicBool,
     closed: AtomicBool,
     close_requested: AtomicBool,
@@ -56,6 +59,7 @@ impl Outbound {
             queue: OnceLock::new(),
             len: AtomicUsize::new(0),
             capacity,
+            replay_room: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             close_requested: AtomicBool::new(false),
@@ -69,7 +73,8 @@ impl Outbound {
         if self.closed.load(Ordering::Relaxed) {
             return Pushed::Closed;
         }
-        if self.len.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+        let capacity = self.capacity + self.replay_room.load(Ordering::Relaxed);
+        if self.len.fetch_add(1, Ordering::AcqRel) >= capacity {
             self.len.fetch_sub(1, Ordering::AcqRel);
             if !self.overflowed.swap(true, Ordering::AcqRel) {
                 self.waker.wake();
@@ -83,9 +88,29 @@ impl Outbound {
         Pushed::Queued
     }
 
+    /// Queues a missed message for a resuming subscription in room of its
+    /// own: a resume replays at most a ring's (or a recent stream's) worth
+    /// per subscription, and live messages keep the whole capacity.
+    pub fn push_replay(&self, delivery: Delivery) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.replay_room.fetch_add(1, Ordering::AcqRel);
+        self.len.fetch_add(1, Ordering::AcqRel);
+        self.queue
+            .get_or_init(|| Box::new(SegQueue::new()))
+            .push(delivery);
+        self.waker.wake();
+    }
+
     pub fn pop(&self) -> Option<Delivery> {
         let delivery = self.queue.get()?.pop()?;
         self.len.fetch_sub(1, Ordering::AcqRel);
+        if self.replay_room.load(Ordering::Relaxed) > 0 {
+            let _ = self
+                .replay_room
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |r| r.checked_sub(1));
+        }
         Some(delivery)
     }
 
@@ -150,6 +175,28 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert!(q.has_overflowed());
         assert!(q.pop().is_some() && q.pop().is_some() && q.pop().is_none());
+    }
+
+    #[test]
+    fn replay_has_room_of_its_own_given_back_as_it_drains() {
+        let q = Outbound::new(2);
+        for _ in 0..5 {
+            q.push_replay(delivery());
+        }
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(q.push(delivery()), Pushed::Overflow);
+        for _ in 0..7 {
+            assert!(q.pop().is_some());
+        }
+        assert!(q.pop().is_none());
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(q.push(delivery()), Pushed::Queued);
+        assert_eq!(
+            q.push(delivery()),
+            Pushed::Overflow,
+            "room returned to the capacity"
+        );
     }
 
     #[test]

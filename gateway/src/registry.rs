@@ -18,6 +18,12 @@
 //! on the [`Route`] the broker gives it: a clustered broker delivers a
 //! message once per matching Redis channel or pattern, so each local
 //! subscription is reached through exactly one route.
+//!
+//! Each exact destination also keeps its replay ring ([`ReplayRing`]),
+//! filled under the same shard lock the fan-out takes for its snapshot, so
+//! a resuming subscriber can be given the ring's tail and joined to the
+//! live subscribers in one step: no message falls between the two, and none
+//! arrives twice.
 
 use std::{
     collections::HashMap,
@@ -28,10 +34,14 @@ use std::{
     },
 };
 
-use broker_bridge::{pattern::Pattern, Broker, Route};
+use broker_bridge::{pattern::Pattern, Broker, Position, Route};
 use parking_lot::Mutex;
 
-use crate::outbound::Outbound;
+use crate::{
+    message::EncodedMessage,
+    outbound::{Delivery, Outbound},
+    resume::ring::{ReplayRing, RingBudget, RingMark, RingSettings},
+};
 
 const SHARDS: usize = 64;
 
@@ -51,6 +61,8 @@ struct Topic {
     snapshot: Option<Arc<[Subscriber]>>,
     /// Set for wildcard topics.
     pattern: Option<Pattern>,
+    /// Set for exact topics while rings are on.
+    ring: Option<ReplayRing>,
 }
 
 impl Topic {
@@ -78,21 +90,44 @@ pub struct Registry {
     pattern_topics: AtomicUsize,
     hasher: RandomState,
     broker: OnceLock<Weak<dyn Broker>>,
+    rings: Arc<RingBudget>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
+        Registry::new(RingSettings::default())
+    }
+}
+
+/// What [`Registry::restore`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restored {
+    /// Messages queued for the subscriber before live ones.
+    pub replayed: usize,
+    /// False when messages after the position may be missing (a gap).
+    pub complete: bool,
+    /// The destination's ring (0: none), which from now on sees every
+    /// message the subscriber gets.
+    pub ring: u64,
+}
+
+impl Registry {
+    pub fn new(rings: RingSettings) -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             patterns: Mutex::default(),
             pattern_topics: AtomicUsize::new(0),
             hasher: RandomState::new(),
             broker: OnceLock::new(),
+            rings: RingBudget::new(rings),
         }
     }
-}
 
-impl Registry {
+    /// The node's replay-ring accounting.
+    pub fn rings(&self) -> &Arc<RingBudget> {
+        &self.rings
+    }
+
     /// Connects the registry to the broker it reports interest changes to.
     /// Weak, because the broker (through the fan-out) points back here.
     pub fn attach_broker(&self, broker: &Arc<dyn Broker>) {
@@ -117,12 +152,34 @@ impl Registry {
         }
     }
 
-    pub fn subscribe(&self, destination: &Arc<str>, subscriber: Subscriber) {
+    /// Adds a subscriber; returns where the destination's ring stands, the
+    /// subscription's starting point for a later resume.
+    pub fn subscribe(&self, destination: &Arc<str>, subscriber: Subscriber) -> RingMark {
         let mut table = self.table(destination).lock();
-        let topic = table.entry(destination.clone()).or_insert_with(|| Topic {
-            pattern: Pattern::parse(destination),
-            ..Topic::default()
-        });
+        let topic = self.topic(&mut table, destination);
+        let mark = topic
+            .ring
+            .as_ref()
+            .map(ReplayRing::mark)
+            .unwrap_or_default();
+        self.add(topic, destination, subscriber);
+        mark
+    }
+
+    fn topic<'t>(&self, table: &'t mut Table, destination: &Arc<str>) -> &'t mut Topic {
+        table.entry(destination.clone()).or_insert_with(|| {
+            let pattern = Pattern::parse(destination);
+            let ring =
+                (pattern.is_none() && self.rings.enabled()).then(|| ReplayRing::new(&self.rings));
+            Topic {
+                pattern,
+                ring,
+                ..Topic::default()
+            }
+        })
+    }
+
+    fn add(&self, topic: &mut Topic, destination: &str, subscriber: Subscriber) {
         topic.subscribers.push(subscriber);
         topic.snapshot = None;
         if topic.subscribers.len() == 1 {
@@ -132,6 +189,46 @@ impl Registry {
             if let Some(broker) = self.broker() {
                 broker.subscribe(destination);
             }
+        }
+    }
+
+    /// Joins a resuming subscriber: queues `prefetched` (messages fetched
+    /// from the cluster, in order), then the ring's messages after `after`
+    /// (and after the last prefetched one), then adds it to the live list,
+    /// all under the topic's lock, so it gets each message exactly once.
+    /// `ring` is the ring the position refers to ([`RingMark::ring`]).
+    pub fn restore(
+        &self,
+        destination: &Arc<str>,
+        subscriber: Subscriber,
+        after: Option<Position>,
+        ring: u64,
+        prefetched: Vec<Arc<EncodedMessage>>,
+    ) -> Restored {
+        let mut table = self.table(destination).lock();
+        let topic = self.topic(&mut table, destination);
+        let after = prefetched.last().and_then(|m| m.position()).max(after);
+        let tail = match &topic.ring {
+            Some(r) => r.replay_after(after, ring),
+            // No ring (wildcard, or rings off): complete only if the cluster
+            // gave everything and nothing can have arrived since.
+            None => None,
+        };
+        let complete = tail.is_some();
+        let ring = topic.ring.as_ref().map_or(0, |r| r.mark().ring);
+        let mut replayed = 0;
+        for message in prefetched.into_iter().chain(tail.into_iter().flatten()) {
+            subscriber.outbound.push_replay(Delivery {
+                message,
+                subscription: subscriber.key,
+            });
+            replayed += 1;
+        }
+        self.add(topic, destination, subscriber);
+        Restored {
+            replayed,
+            complete,
+            ring,
         }
     }
 
@@ -170,11 +267,26 @@ impl Registry {
     }
 
     /// The subscriber lists a message for `destination` arriving by `route`
-    /// must reach (each a snapshot; no lock is held afterwards).
-    pub fn recipients(&self, destination: &str, route: &Route) -> Vec<Arc<[Subscriber]>> {
+    /// must reach (each a snapshot; no lock is held afterwards). A message
+    /// arriving by its own destination's route is also kept in that
+    /// destination's ring, under the same lock as the snapshot.
+    pub fn recipients(
+        &self,
+        destination: &str,
+        route: &Route,
+        message: &Arc<EncodedMessage>,
+    ) -> Vec<Arc<[Subscriber]>> {
         let mut lists = Vec::new();
+        let exact = || {
+            let mut shard = self.shard(destination).lock();
+            let topic = shard.get_mut(destination)?;
+            if let Some(ring) = &mut topic.ring {
+                ring.push(message);
+            }
+            Some(topic.snapshot())
+        };
         match route {
-            Route::Exact => lists.extend(self.snapshot(destination)),
+            Route::Exact => lists.extend(exact()),
             Route::Pattern(pattern) => {
                 let mut patterns = self.patterns.lock();
                 if let Some(topic) = patterns.get_mut(&**pattern) {
@@ -182,7 +294,7 @@ impl Registry {
                 }
             }
             Route::All => {
-                lists.extend(self.snapshot(destination));
+                lists.extend(exact());
                 // Most nodes have no wildcard subscription: skip the one
                 // table every publish would otherwise lock.
                 if self.pattern_topics.load(Ordering::Acquire) > 0 {

@@ -8,88 +8,18 @@
 mod support;
 
 use std::{
-    net::{SocketAddr, TcpListener},
-    process::{Child, Command as Process, Stdio},
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use stomp::Command;
-use support::{http_get, Client};
+use support::{
+    http_get,
+    process::{free_port, signal, spawn_gateway, wait_exit},
+    Client,
+};
 use tokio::time::{sleep, timeout, Instant};
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A gateway process that is killed if the test ends early (a panic), so
-/// no process outlives the test.
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Gateway {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Gateway {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-/// Starts the gateway binary and waits until it accepts connections.
-async fn spawn_gateway(addr: SocketAddr, extra: &[&str]) -> Gateway {
-    let child = Process::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--listen", &addr.to_string(), "--log", "warn"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("gateway binary starts");
-    let child = Gateway(child);
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return child;
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gateway did not start listening on {addr}");
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Process::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not exit within {within:?}"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_every_client_and_exits_zero() {

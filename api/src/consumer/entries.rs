@@ -170,6 +170,7 @@ mod tests {
                 ("user-id".into(), "ignored".into()),
             ],
             body: Bytes::from_static(b"hi\0there"),
+            position: None,
         };
         envelope::encode("n", &publication).unwrap().to_vec()
     }

@@ -26,8 +26,11 @@
 //! destination of that glob, which filters exactly ([`Route::Pattern`]).
 //! Redis Cluster's sharded pub/sub has no patterns: see `docs/cluster.md`.
 
+pub mod link;
 mod metrics;
 mod publisher;
+pub mod sequencer;
+mod sessions;
 mod sharded;
 mod subscriber;
 
@@ -39,14 +42,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, Publication, Route,
-    SubscriptionReady,
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, Position, Publication, Replay,
+    Route, SubscriptionReady,
 };
+use link::RedisLink;
 pub use metrics::RedisMetrics;
+pub use sessions::session_key;
 pub use sharded::ShardedRedisBroker;
 
 /// Settings of the Redis broker.
@@ -216,6 +223,8 @@ pub struct RedisBroker {
     shared: Arc<Shared>,
     publish_tx: mpsc::Sender<Publication>,
     interest_tx: mpsc::UnboundedSender<Interest>,
+    /// Request/response commands: parked sessions and replays.
+    link: Arc<RedisLink>,
 }
 
 impl RedisBroker {
@@ -232,12 +241,14 @@ impl RedisBroker {
         let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         let shared = Shared::new(options, sink, registry);
+        let link = Arc::new(RedisLink::new(client.clone()));
         tokio::spawn(publisher::run(client.clone(), shared.clone(), publish_rx));
         tokio::spawn(subscriber::run(client, shared.clone(), interest_rx));
         Ok(RedisBroker {
             shared,
             publish_tx,
             interest_tx,
+            link,
         })
     }
 }
@@ -272,6 +283,36 @@ impl Broker for RedisBroker {
 
     fn unavailable_for(&self) -> Option<Duration> {
         self.shared.unavailable_for()
+    }
+
+    fn park_session(&self, session: &str, state: Bytes, ttl: Duration) {
+        let key = session_key(&self.shared.options.channel_prefix, session);
+        let link = self.link.clone();
+        tokio::spawn(async move { sessions::park(&link, key, state, ttl).await });
+    }
+
+    fn claim_session(
+        &self,
+        session: &str,
+    ) -> BoxFuture<'static, Result<Option<Bytes>, BrokerError>> {
+        let key = session_key(&self.shared.options.channel_prefix, session);
+        let link = self.link.clone();
+        Box::pin(async move { sessions::claim(&link, key).await })
+    }
+
+    fn replay(
+        &self,
+        destination: &str,
+        after: Position,
+    ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
+        if !self.shared.options.durable.covers(destination) {
+            return None;
+        }
+        let (link, durable) = (self.link.clone(), self.shared.options.durable.clone());
+        let destination = destination.to_string();
+        Some(Box::pin(async move {
+            sessions::replay(&link, &durable, &destination, after).await
+        }))
     }
 }
 

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{next_backoff, Shared, BACKOFF_START};
+use super::{next_backoff, sequencer::PublishScript, Shared, BACKOFF_START};
 use crate::{envelope, Publication, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -17,9 +17,16 @@ pub(super) async fn run(
     let mut backoff = BACKOFF_START;
     let mut first = true;
     let mut batch: Vec<Publication> = Vec::new();
+    let script = PublishScript::classic();
     loop {
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await;
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            // Every (re)connection loads the script: Redis may have restarted
+            // with an empty script cache.
+            script.load().query_async::<()>(&mut connection).await?;
+            Ok::<_, redis::RedisError>(connection)
+        })
+        .await;
         let mut connection = match connected {
             Ok(Ok(connection)) => connection,
             _ => {
@@ -57,12 +64,9 @@ pub(super) async fn run(
             for p in &batch {
                 match envelope::encode(&shared.options.node_id, p) {
                     Ok(bytes) => {
-                        if durable.covers(&p.destination) {
-                            durable.append(&mut pipe, &bytes).ignore();
-                        }
-                        pipe.cmd("PUBLISH")
-                            .arg(shared.channel(&p.destination))
-                            .arg(bytes.as_ref())
+                        let channel = shared.channel(&p.destination);
+                        script
+                            .add(&mut pipe, &channel, &p.destination, durable, &bytes)
                             .ignore();
                     }
                     Err(e) => tracing::warn!(error = %e, "message cannot be enveloped; dropped"),

@@ -7,7 +7,8 @@
 //! per node, delivery to the own node only through Redis, local delivery
 //! during outages), with two differences: a batch of publishes becomes one
 //! pipeline per channel, sent concurrently (a pipeline cannot span slots),
-//! and there are no pattern subscriptions, so wildcard destinations are
+//! the publish script (positions, see [`super::sequencer`]) is sent inline
+//! as `EVAL`, and there are no pattern subscriptions, so wildcard destinations are
 //! refused ([`Broker::supports_wildcards`]). The cluster connection
 //! reconnects and re-subscribes by itself; a PING every
 //! [`HEALTH_INTERVAL`] tracks availability.
@@ -22,7 +23,7 @@ use futures_util::future::join_all;
 use redis::{cluster::ClusterClientBuilder, cluster_async::ClusterConnection, PushKind, Value};
 use tokio::sync::mpsc;
 
-use super::{Interest, Shared, Upstream};
+use super::{sequencer::PublishScript, Interest, Shared, Upstream};
 use crate::{envelope, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady};
 
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
@@ -223,6 +224,7 @@ async fn publish(
     mut queue: mpsc::Receiver<Publication>,
 ) {
     let mut batch = Vec::new();
+    let script = PublishScript::sharded();
     while let Some(first) = queue.recv().await {
         batch.push(first);
         while batch.len() < shared.options.max_pipeline {
@@ -244,7 +246,7 @@ async fn publish(
         }
         let sends = groups.into_iter().map(|(destination, group)| {
             let mut connection = connection.clone();
-            let shared = &shared;
+            let (shared, script) = (&shared, &script);
             // The channel name is formatted once per group, not per message.
             let channel = shared.channel(&destination);
             async move {
@@ -252,9 +254,14 @@ async fn publish(
                 for p in &group {
                     match envelope::encode(&shared.options.node_id, p) {
                         Ok(payload) => {
-                            pipe.cmd("SPUBLISH")
-                                .arg(&channel)
-                                .arg(payload.as_ref())
+                            script
+                                .add(
+                                    &mut pipe,
+                                    &channel,
+                                    &destination,
+                                    &shared.options.durable,
+                                    &payload,
+                                )
                                 .ignore();
                         }
                         Err(e) => {

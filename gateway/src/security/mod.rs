@@ -222,7 +222,7 @@ fn instant_of(unix_secs: f64, leeway: Duration) -> Instant {
 }
 
 /// Reads a file that may hold a secret; the error names the file only.
-fn read_secret_file(path: &Path) -> Result<String, SecurityError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecurityError> {
     std::fs::read_to_string(path).map_err(|source| SecurityError::Read {
         path: path.to_path_buf(),
         source,

@@ -12,7 +12,7 @@ mod transactions;
 
 use std::sync::Arc;
 
-use broker_bridge::Publication;
+use broker_bridge::{Position, Publication};
 use bytes::{BufMut, BytesMut};
 use stomp::{Command, Frame, Version};
 
@@ -28,7 +28,14 @@ use crate::{
     metrics::CloseReason,
     node::Node,
     outbound::{Delivery, Outbound},
-    registry::Subscriber,
+    registry::{Restored, Subscriber},
+    resume::{
+        lost_header,
+        metrics::{Outcome, Source},
+        state::{SavedSubscription, SessionState},
+        token::{Token, TokenError},
+        Plan, Resolution, POSITIONS_HEADER, TOKEN_HEADER,
+    },
     security::{Action, Principal},
     transport::websocket::{self, DataKind},
 };
@@ -46,6 +53,9 @@ pub enum Flow {
     /// until it is, then send its RECEIPT (if it asked for one). Keeps
     /// "SUBSCRIBE, then SEND" on one connection in order across the cluster.
     AwaitSubscription(Box<PendingSubscription>),
+    /// A CONNECT's resume needs Redis: process no further frame until the
+    /// resolution arrives, then hand it to [`Session::finish_resume`].
+    AwaitResume(tokio::sync::oneshot::Receiver<Resolution>),
 }
 
 /// See [`Flow::AwaitSubscription`].
@@ -78,6 +88,19 @@ struct Subscription {
     ack: AckMode,
     /// `subscription:<id>\n`, encoded once.
     header: bytes::Bytes,
+    /// The position of the last message written to the client (before the
+    /// first: the destination's last position when it subscribed).
+    last: Option<Position>,
+    /// The replay ring `last` refers to (0: none it can vouch for).
+    ring: u64,
+    /// Restored by a resume and not yet SUBSCRIBEd again by the client: a
+    /// SUBSCRIBE with the same id and destination adopts it.
+    adoptable: bool,
+    /// Set when a resume replayed from Redis up to this position: the
+    /// stream can be ahead of pub/sub, so the same messages may still
+    /// arrive live afterwards; those (at or below the last written
+    /// position) are skipped until one beyond it is written.
+    replayed_through: Option<Position>,
 }
 
 /// The state of one STOMP session.
@@ -96,6 +119,10 @@ pub struct Session {
     /// The authenticated user; `None` while authentication is off (every
     /// destination allowed) or before CONNECT.
     principal: Option<Arc<Principal>>,
+    /// Set at CONNECT; names the session in CONNECTED and its tokens.
+    session_id: Box<str>,
+    /// The client ended the session with DISCONNECT: nothing to resume.
+    said_goodbye: bool,
 }
 
 impl Session {
@@ -118,6 +145,8 @@ impl Session {
             acks: PendingAcks::default(),
             transactions: Transactions::default(),
             principal,
+            session_id: Box::default(),
+            said_goodbye: false,
         }
     }
 
@@ -147,9 +176,7 @@ impl Session {
         let command = frame.command;
         if self.phase == Phase::AwaitingConnect {
             return match command {
-                Command::Connect | Command::Stomp => {
-                    self.connect(&frame, out).map(|()| Flow::Continue)
-                }
+                Command::Connect | Command::Stomp => self.connect(&frame, out),
                 other => Err(StompError::new("not connected")
                     .detail(format!(
                         "expected CONNECT or STOMP as the first frame, got {other}"
@@ -183,7 +210,10 @@ impl Session {
             Command::Begin => self.begin(&frame).map(|()| Flow::Continue),
             Command::Commit => self.commit(&frame).map(|()| Flow::Continue),
             Command::Abort => self.abort(&frame).map(|()| Flow::Continue),
-            Command::Disconnect => Ok(Flow::Disconnect),
+            Command::Disconnect => {
+                self.said_goodbye = true;
+                Ok(Flow::Disconnect)
+            }
             Command::Connected | Command::Message | Command::Receipt | Command::Error => {
                 Err(StompError::new("unexpected server frame").detail(format!(
                     "{command} is a server frame; clients may not send it"
@@ -207,7 +237,7 @@ impl Session {
         );
     }
 
-    fn connect(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), StompError> {
+    fn connect(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<Flow, StompError> {
         let node = self.node.clone();
         let config = &node.config;
         self.version = self.negotiate_version(frame)?;
@@ -222,15 +252,230 @@ impl Session {
         self.authenticate(frame)?;
         let server_hb = (config.heartbeat_send_ms, config.heartbeat_recv_ms);
         self.heartbeat = heartbeat::negotiate(client_hb, server_hb);
+        self.session_id = node.next_session_id().into();
+        let presented = frame
+            .header(TOKEN_HEADER)
+            .filter(|_| node.resume.offered_to(self.version));
+        let Some(text) = presented else {
+            self.write_connected(out, None);
+            return Ok(Flow::Continue);
+        };
+        let token = match self.check_token(text) {
+            Ok(token) => token,
+            Err(outcome) => {
+                self.resume_failed(outcome, out);
+                return Ok(Flow::Continue);
+            }
+        };
+        let session = token.state.session.clone();
+        let positions = frame
+            .header(POSITIONS_HEADER)
+            .map(crate::resume::parse_positions)
+            .unwrap_or_default();
+        if let Some((mut state, holds)) = node.resume.take(&session) {
+            crate::resume::apply_positions(&mut state, &positions);
+            // Parked here: this node's rings are authoritative. The copy in
+            // Redis goes, so the session cannot resume a second time.
+            tokio::spawn(node.broker.claim_session(&session));
+            self.restore(Plan::local(state, holds), out);
+            return Ok(Flow::Continue);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(crate::resume::fetch(node, token, positions).await);
+        });
+        Ok(Flow::AwaitResume(rx))
+    }
+
+    /// Verifies a presented token and that it belongs to this user.
+    fn check_token(&self, text: &str) -> Result<Token, Outcome> {
+        let token = self.node.resume.verify(text).map_err(|e| match e {
+            TokenError::Expired => Outcome::Expired,
+            TokenError::Malformed | TokenError::BadSignature => Outcome::Invalid,
+        })?;
+        let user = self.principal.as_ref().map(|p| &*p.user);
+        if token.state.user.as_deref() != user {
+            return Err(Outcome::Invalid);
+        }
+        Ok(token)
+    }
+
+    /// Completes a CONNECT whose resume needed Redis.
+    pub fn finish_resume(&mut self, resolution: Resolution, out: &mut BytesMut) {
+        match resolution {
+            Resolution::Restore(plan) => self.restore(plan, out),
+            Resolution::Failed(outcome) => self.resume_failed(outcome, out),
+        }
+    }
+
+    fn resume_failed(&mut self, outcome: Outcome, out: &mut BytesMut) {
+        self.node.resume.metrics.outcome(outcome);
+        self.write_connected(out, Some((false, "", Some(outcome))));
+    }
+
+    /// Restores a resumed session's subscriptions, each with what it missed
+    /// queued ahead of live messages, then writes CONNECTED saying how it
+    /// went. A subscription that may no longer be held (its grant is gone,
+    /// its destination is refused here) is not restored and counts as lost.
+    fn restore(&mut self, plan: Plan, out: &mut BytesMut) {
+        let node = self.node.clone();
+        let same_node = plan.state.node == *node.id;
+        let mut lost: Vec<String> = Vec::new();
+        for planned in plan.subscriptions {
+            let saved = planned.saved;
+            let destination: Arc<str> = saved.destination.as_str().into();
+            let allowed = self.check_destination(&destination).is_ok()
+                && self.authorize(Action::Subscribe, &destination).is_ok()
+                && (node.broker.supports_wildcards()
+                    || !broker_bridge::pattern::is_wildcard(&destination))
+                && !self.subscriptions.iter().any(|s| *s.id == *saved.id)
+                && self.subscriptions.len() < node.config.max_subscriptions;
+            if !allowed {
+                lost.push(saved.id);
+                continue;
+            }
+            self.next_key += 1;
+            let key = self.next_key;
+            let subscriber = Subscriber {
+                outbound: self.outbound.clone(),
+                key,
+                escaping: true,
+            };
+            let registry = &node.registry;
+            let metrics = &node.resume.metrics;
+            let mut replayed_through = None;
+            let (restored, ring) = match planned.fetched {
+                Some(Ok(fetched)) => {
+                    let from_stream = fetched.len();
+                    replayed_through = fetched.last().and_then(|m| m.position());
+                    // The ring saw everything since the hold began; if the
+                    // fetch stopped short of that point (the stream was cut
+                    // at its cap), only a ring that holds the fetch's last
+                    // position can vouch for the rest.
+                    let reached = replayed_through.max(saved.position);
+                    let ring = if reached >= planned.hold_mark.last {
+                        planned.hold_mark.ring
+                    } else {
+                        0
+                    };
+                    let r =
+                        registry.restore(&destination, subscriber, saved.position, ring, fetched);
+                    metrics.replayed(Source::Ring, r.replayed - from_stream);
+                    // Part of the replay came from Redis, not the ring: the
+                    // ring cannot vouch for this position later.
+                    (r, 0)
+                }
+                Some(Err(())) => {
+                    registry.subscribe(&destination, subscriber);
+                    (Restored::default(), 0)
+                }
+                None => {
+                    let ring = if same_node { saved.ring } else { 0 };
+                    let r = registry.restore(
+                        &destination,
+                        subscriber,
+                        saved.position,
+                        ring,
+                        Vec::new(),
+                    );
+                    metrics.replayed(Source::Ring, r.replayed);
+                    (r, r.ring)
+                }
+            };
+            drop(planned.hold);
+            if !restored.complete {
+                lost.push(saved.id.clone());
+            }
+            self.subscriptions.push(Subscription {
+                key,
+                header: subscription_header(&saved.id, self.version),
+                id: saved.id.into(),
+                destination,
+                ack: AckMode::parse(&saved.ack).unwrap_or(AckMode::Auto),
+                last: saved.position,
+                ring,
+                adoptable: true,
+                replayed_through,
+            });
+        }
+        let outcome = if lost.is_empty() {
+            Outcome::Resumed
+        } else {
+            Outcome::Partial
+        };
+        node.resume.metrics.outcome(outcome);
+        let ids: Vec<&str> = lost.iter().map(String::as_str).collect();
+        self.write_connected(out, Some((lost.is_empty(), &lost_header(&ids), None)));
+    }
+
+    /// Writes CONNECTED; `resume` is (resumed, lost ids, failure) when the
+    /// client presented a token.
+    fn write_connected(
+        &mut self,
+        out: &mut BytesMut,
+        resume: Option<(bool, &str, Option<Outcome>)>,
+    ) {
+        let config = &self.node.config;
+        let server_hb = (config.heartbeat_send_ms, config.heartbeat_recv_ms);
         self.phase = Phase::Connected;
-        let connected = Frame::new(Command::Connected)
+        let mut connected = Frame::new(Command::Connected)
             .with_header("version", self.version.as_str())
             .with_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1))
             .with_header("server", SERVER_NAME)
-            .with_header("session", self.node.next_session_id());
+            .with_header("session", &*self.session_id);
+        if self.node.resume.offered_to(self.version) {
+            let user = self.principal.as_ref().map(|p| &*p.user);
+            let token = self
+                .node
+                .resume
+                .connected_token(&self.session_id, &self.node.id, user);
+            connected = connected.with_header(TOKEN_HEADER, token);
+        }
+        if let Some((resumed, lost, failure)) = resume {
+            connected = connected.with_header("resumed", if resumed { "true" } else { "false" });
+            if !lost.is_empty() {
+                connected = connected.with_header("resume-lost", lost);
+            }
+            if let Some(outcome) = failure {
+                connected = connected.with_header("resume-failure", outcome.as_str());
+            }
+        }
         self.node.metrics.frames_out(Command::Connected, 1);
         write_frame(out, &connected, self.version);
-        Ok(())
+    }
+
+    /// The session as a resume would restore it now.
+    fn saved_state(&self) -> SessionState {
+        SessionState {
+            session: self.session_id.to_string(),
+            node: self.node.id.to_string(),
+            user: self.principal.as_ref().map(|p| p.user.to_string()),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|s| SavedSubscription {
+                    id: s.id.to_string(),
+                    destination: s.destination.to_string(),
+                    ack: s.ack.as_str().to_string(),
+                    position: s.last,
+                    ring: s.ring,
+                })
+                .collect(),
+        }
+    }
+
+    /// A token carrying this session's state, for the ERROR a draining node
+    /// sends: any node of the cluster can resume from it.
+    pub fn handoff_token(&self) -> Option<String> {
+        if !self.is_connected() || !self.node.resume.offered_to(self.version) {
+            return None;
+        }
+        let max = self
+            .node
+            .config
+            .max_header_line
+            .saturating_sub(TOKEN_HEADER.len() + 1);
+        Some(self.node.resume.handoff_token(&self.saved_state(), max))
     }
 
     /// Checks CONNECT's `login`/`passcode` when authentication is required
@@ -338,6 +583,7 @@ impl Session {
             message_id: self.node.next_message_id(),
             headers,
             body: frame.body,
+            position: None,
         };
         self.node.metrics.messages_published.inc();
         self.node
@@ -368,6 +614,21 @@ impl Session {
                 "ack must be auto, client or client-individual, got {ack_header:?}"
             ))
         })?;
+        if let Some(i) = self
+            .subscriptions
+            .iter()
+            .position(|s| s.adoptable && &*s.id == id)
+        {
+            let restored = &mut self.subscriptions[i];
+            if &*restored.destination == destination && restored.ack == ack {
+                // The client subscribes as it always does after connecting;
+                // its resumed subscription (and replay) already stands.
+                restored.adoptable = false;
+                return Ok(None);
+            }
+            let replaced = self.subscriptions.swap_remove(i);
+            self.remove_from_registry(&replaced);
+        }
         if self.subscriptions.iter().any(|s| &*s.id == id) {
             return Err(StompError::new("duplicate subscription id").detail(format!(
                 "subscription id '{id}' is already in use on this connection"
@@ -385,8 +646,13 @@ impl Session {
             destination: destination.into(),
             ack,
             header: subscription_header(id, self.version),
+            last: None,
+            ring: 0,
+            adoptable: false,
+            replayed_through: None,
         };
-        self.node.registry.subscribe(
+        let mut subscription = subscription;
+        let mark = self.node.registry.subscribe(
             &subscription.destination,
             Subscriber {
                 outbound: self.outbound.clone(),
@@ -394,6 +660,8 @@ impl Session {
                 escaping: self.version.escapes_headers(),
             },
         );
+        subscription.last = mark.last;
+        subscription.ring = mark.ring;
         let ready = self
             .node
             .broker
@@ -516,12 +784,20 @@ impl Session {
     ) -> Result<bool, StompError> {
         let Some(sub) = self
             .subscriptions
-            .iter()
+            .iter_mut()
             .find(|s| s.key == delivery.subscription)
         else {
             return Ok(false);
         };
         let message = &delivery.message;
+        if let (Some(through), Some(position)) = (sub.replayed_through, message.position()) {
+            if sub.last.is_some_and(|last| position <= last) {
+                return Ok(false);
+            }
+            if position > through {
+                sub.replayed_through = None;
+            }
+        }
         let mut ack_header = [0u8; 32];
         let mut ack_len = 0;
         if sub.ack != AckMode::Auto {
@@ -550,18 +826,64 @@ impl Session {
         out.put_slice(&sub.header);
         out.put_slice(&ack_header[..ack_len]);
         out.put_slice(message.tail());
+        if let Some(position) = message.position() {
+            sub.last = Some(position);
+        }
         Ok(true)
     }
 
     /// Removes every subscription; called once when the connection ends.
-    pub fn close(&mut self) {
+    ///
+    /// A session that could resume (it ended without DISCONNECT, by a
+    /// dropped socket, a timeout, a slow-consumer cut or a drain) is parked
+    /// first: its destinations stay subscribed through holds, so their
+    /// rings keep every message until the client comes back or the window
+    /// passes; and its state goes to Redis for another node. A draining
+    /// node parks in Redis only: it is going away.
+    pub fn close(&mut self, reason: CloseReason) {
         self.outbound.close();
+        let resume = &self.node.resume;
+        let park = self.is_connected()
+            && !self.said_goodbye
+            && resume.offered_to(self.version)
+            && matches!(
+                reason,
+                CloseReason::Client
+                    | CloseReason::Io
+                    | CloseReason::Timeout
+                    | CloseReason::SlowConsumer
+                    | CloseReason::Drain
+            );
+        let state = park.then(|| self.saved_state());
+        let local = park && reason != CloseReason::Drain;
+        let mut holds = Vec::new();
         for subscription in std::mem::take(&mut self.subscriptions) {
+            if local && !broker_bridge::pattern::is_wildcard(&subscription.destination) {
+                // Held before the subscriber leaves, so the ring survives.
+                holds.push(
+                    resume
+                        .hold(&self.node.registry, &subscription.destination)
+                        .0,
+                );
+            }
             self.node.registry.unsubscribe(
                 &subscription.destination,
                 &self.outbound,
                 subscription.key,
             );
+        }
+        if let Some(state) = state {
+            match serde_json::to_vec(&state) {
+                Ok(json) => {
+                    self.node
+                        .broker
+                        .park_session(&state.session, json.into(), resume.window())
+                }
+                Err(e) => tracing::warn!(error = %e, "session state does not serialize"),
+            }
+            if local {
+                resume.park(state, holds);
+            }
         }
     }
 }

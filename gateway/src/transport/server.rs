@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     body::Incoming,
-    header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL},
+    header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL, SET_COOKIE},
     server::conn::http1,
     service::service_fn,
     upgrade::Upgraded,
@@ -202,6 +202,7 @@ fn readiness(node: &Node) -> Response<Body> {
 }
 
 fn metrics(node: &Node) -> Response<Body> {
+    node.resume.metrics.refresh(node.registry.rings());
     let body = node.metrics.render(
         node.registry.subscription_count(),
         node.registry.destination_count(),
@@ -235,6 +236,11 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
         }
     };
     let subprotocol = select_subprotocol(&req);
+    let cookie = super::affinity::set_cookie(
+        req.headers(),
+        &node.config.affinity_cookie,
+        node.config.tls_cert.is_some(),
+    );
     // Take hyper's upgrade handle ourselves before fastwebsockets validates
     // the request and builds the 101 response: its own upgrade future would
     // wrap the socket in a `WebSocket` that allocates an 8 KiB read buffer we
@@ -286,6 +292,9 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
         response
             .headers_mut()
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
+    }
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
 }

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod metric_names;
+pub mod nginx;
 pub mod pki;
+pub mod process;
 pub mod redis;
 
 use std::{net::SocketAddr, time::Duration};
@@ -77,6 +79,8 @@ pub struct Client {
     pub protocol: Option<String>,
     /// WebSocket messages received, in order (for opcode checks).
     pub messages: Vec<WsMessage>,
+    /// The HTTP response head of the upgrade (status line and headers).
+    pub response_head: String,
 }
 
 /// Performs an HTTP request and returns the raw response head.
@@ -159,6 +163,18 @@ impl Client {
         .map_err(|_| "upgrade timeout".to_string())?
     }
 
+    /// The value the upgrade response set for cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.response_head.lines().find_map(|l| {
+            let (header, value) = l.split_once(':')?;
+            if !header.eq_ignore_ascii_case("set-cookie") {
+                return None;
+            }
+            let (n, v) = value.trim().split(';').next()?.split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
+    }
+
     /// Sends the upgrade request over `stream` and reads the response.
     pub async fn upgrade(
         mut stream: Box<dyn Io>,
@@ -211,6 +227,7 @@ impl Client {
             stomp: BytesMut::new(),
             protocol,
             messages: Vec::new(),
+            response_head: head,
         })
     }
 

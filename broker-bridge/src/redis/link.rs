@@ -1,5 +1,6 @@
-//! One shared, self-healing Redis connection for requests (publishes,
-//! readiness) and the backlog poller.
+//! One shared, self-healing Redis connection for request/response commands
+//! (the api's publishes and readiness, a gateway's resume state and
+//! replays), apart from the pub/sub and pipelined-publish connections.
 //!
 //! It is opened on first use rather than at start, so the api starts (and
 //! reports itself unready) while Redis is down; once open, the connection

@@ -1,0 +1,195 @@
+//! What a gateway keeps in Redis so a client can resume on another node:
+//! parked session state and the replay of a durable destination.
+//!
+//! * **Parked sessions**: when a resumable connection ends, the node stores
+//!   the session's state under `<prefix>session:<id>` with a TTL of the
+//!   resume window. Whichever node the client comes back to takes it with
+//!   `GETDEL`, so a session resumes at most once.
+//! * **Replay**: the recent stream of a durable destination (see
+//!   [`super::sequencer`]) read from the client's last position with
+//!   `XRANGE`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value;
+
+use super::link::RedisLink;
+use crate::{envelope, BrokerError, Durable, Position, Publication, Replay};
+
+/// The key of a parked session.
+pub fn session_key(prefix: &str, session: &str) -> String {
+    format!("{prefix}session:{session}")
+}
+
+pub(super) async fn park(link: &RedisLink, key: String, state: Bytes, ttl: Duration) {
+    let result = match link.connection().await {
+        Ok(mut c) => redis::cmd("SET")
+            .arg(&key)
+            .arg(state.as_ref())
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not park session state in redis; it can resume on this node only");
+    }
+}
+
+pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>, BrokerError> {
+    let mut c = link.connection().await.map_err(unavailable)?;
+    let state: Option<Vec<u8>> = redis::cmd("GETDEL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .map_err(unavailable)?;
+    Ok(state.map(Bytes::from))
+}
+
+/// Everything in `destination`'s recent stream after `after`; complete only
+/// if `after` itself is still there (so nothing between was trimmed).
+pub(super) async fn replay(
+    link: &RedisLink,
+    durable: &Durable,
+    destination: &str,
+    after: Position,
+) -> Result<Replay, BrokerError> {
+    let mut c = link.connection().await.map_err(unavailable)?;
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(durable.recent_key(destination))
+        .arg(after.to_string())
+        .arg("+")
+        .arg("COUNT")
+        .arg(durable.recent_len() + 1)
+        .query_async(&mut c)
+        .await
+        .map_err(unavailable)?;
+    parse_range(reply, after)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+/// Parses an `XRANGE` reply starting at `after` (inclusive).
+fn parse_range(reply: Value, after: Position) -> Result<Replay, BrokerError> {
+    let bad = || BrokerError::Unavailable("unexpected XRANGE reply".to_string());
+    let entries = match reply {
+        Value::Nil => Vec::new(),
+        Value::Array(entries) => entries,
+        _ => return Err(bad()),
+    };
+    let mut replay = Replay {
+        complete: false,
+        publications: Vec::with_capacity(entries.len()),
+    };
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            return Err(bad());
+        };
+        let fields = parts.pop().ok_or_else(bad)?;
+        let id = match parts.pop() {
+            Some(Value::BulkString(id)) => String::from_utf8(id).map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
+        let position: Position = id.parse().map_err(|_| bad())?;
+        if position == after {
+            replay.complete = true;
+            continue;
+        }
+        let Some(bytes) = envelope_field(fields) else {
+            tracing::warn!(%id, "recent stream entry without an envelope; skipped");
+            continue;
+        };
+        match envelope::decode(bytes) {
+            Ok(e) => replay.publications.push(Publication {
+                position: Some(position),
+                ..e.publication
+            }),
+            Err(e) => tracing::warn!(%id, error = %e, "undecodable recent stream entry; skipped"),
+        }
+    }
+    Ok(replay)
+}
+
+/// The envelope of a stream entry's field list (`[name, value, …]`, or a
+/// map under RESP3).
+fn envelope_field(fields: Value) -> Option<Bytes> {
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        Value::Map(pairs) => pairs,
+        _ => return None,
+    };
+    pairs
+        .into_iter()
+        .find_map(|(name, value)| match (name, value) {
+            (Value::BulkString(n), Value::BulkString(v))
+                if n == crate::durable::ENTRY_FIELD.as_bytes() =>
+            {
+                Some(Bytes::from(v))
+            }
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, envelope: &[u8]) -> Value {
+        Value::Array(vec![
+            Value::BulkString(id.as_bytes().to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"m".to_vec()),
+                Value::BulkString(envelope.to_vec()),
+            ]),
+        ])
+    }
+
+    fn env(n: u8) -> Vec<u8> {
+        let p = Publication {
+            destination: "/topic/d".into(),
+            message_id: format!("m{n}").into(),
+            headers: Vec::new(),
+            body: Bytes::from(vec![n]),
+            position: None,
+        };
+        envelope::encode("node", &p).unwrap().to_vec()
+    }
+
+    #[test]
+    fn range_that_still_holds_the_start_is_complete_and_excludes_it() {
+        let after: Position = "5-0".parse().unwrap();
+        let reply = Value::Array(vec![
+            entry("5-0", &env(1)),
+            entry("6-0", &env(2)),
+            entry("6-1", &env(3)),
+        ]);
+        let replay = parse_range(reply, after).unwrap();
+        assert!(replay.complete);
+        let got: Vec<_> = replay
+            .publications
+            .iter()
+            .map(|p| (p.position.unwrap().to_string(), p.body[0]))
+            .collect();
+        assert_eq!(got, [("6-0".to_string(), 2), ("6-1".to_string(), 3)]);
+    }
+
+    #[test]
+    fn range_without_the_start_is_a_gap() {
+        let reply = Value::Array(vec![entry("7-0", &env(1))]);
+        assert!(!parse_range(reply, "5-0".parse().unwrap()).unwrap().complete);
+        assert!(
+            !parse_range(Value::Nil, "5-0".parse().unwrap())
+                .unwrap()
+                .complete
+        );
+        assert!(parse_range(Value::Int(3), "5-0".parse().unwrap()).is_err());
+    }
+}

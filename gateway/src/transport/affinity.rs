@@ -1,0 +1,121 @@
+//! The stickiness cookie set on every WebSocket upgrade.
+//!
+//! The ALB's application-cookie stickiness (and the nginx consistent hash
+//! that stands in for it on premises, see `docs/resume.md`) needs a cookie
+//! the application sets: the ALB then pins the client to the target that
+//! answered, and nginx hashes the cookie's value to pick one. Reconnects
+//! carrying it land on the same node, where the session's replay rings are.
+//!
+//! The value is opaque: a client that already has one keeps it (so a hash
+//! keeps pointing at the same node); a new client gets 128 random bits.
+//! `HttpOnly` (scripts have no use for it), `SameSite=Lax`, `Path=/`, a
+//! day's `Max-Age` renewed by every upgrade, and `Secure` when the client
+//! came over TLS (to this node, or to the load balancer in front of it).
+
+use hyper::{header::COOKIE, http::HeaderValue, HeaderMap};
+
+const MAX_AGE_SECS: u32 = 86_400;
+
+/// The value of cookie `name` in the request, if it has a usable one.
+pub fn current<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The `Set-Cookie` for the upgrade response; `None` when `name` is empty
+/// (no cookie configured).
+pub fn set_cookie(request: &HeaderMap, name: &str, tls: bool) -> Option<HeaderValue> {
+    if name.is_empty() {
+        return None;
+    }
+    let value = match current(request, name) {
+        Some(v) => v.to_string(),
+        None => random_value(),
+    };
+    let secure = tls
+        || request
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{name}={value}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&cookie).ok()
+}
+
+fn random_value() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("system random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(cookie: Option<&str>, proto: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(c) = cookie {
+            h.insert(COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        if let Some(p) = proto {
+            h.insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn keeps_an_existing_value_and_makes_one_up_otherwise() {
+        let kept = set_cookie(
+            &request(Some("a=1; GW_AFFINITY=abc123; b=2"), None),
+            "GW_AFFINITY",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            kept.to_str().unwrap(),
+            "GW_AFFINITY=abc123; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"
+        );
+        let fresh = set_cookie(&request(None, Some("https")), "GW_AFFINITY", false).unwrap();
+        let fresh = fresh.to_str().unwrap();
+        let value = fresh
+            .strip_prefix("GW_AFFINITY=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        assert_eq!(value.len(), 32);
+        assert!(fresh.ends_with("; Secure"));
+        let other = set_cookie(&request(None, None), "GW_AFFINITY", false).unwrap();
+        assert_ne!(other.to_str().unwrap(), fresh, "values are random");
+        assert!(set_cookie(&request(None, None), "", false).is_none());
+    }
+
+    #[test]
+    fn unusable_values_are_replaced() {
+        for bad in [
+            "GW_AFFINITY=",
+            "GW_AFFINITY=a b",
+            "GW_AFFINITY=x;y",
+            "GW_AFFINITYX=1",
+        ] {
+            let h = request(Some(bad), None);
+            let v = current(&h, "GW_AFFINITY");
+            assert!(v.is_none() || v == Some("x"), "{bad}: {v:?}");
+        }
+    }
+}
