@@ -105,7 +105,7 @@ pub struct Config {
 
     /// Durable destinations (repeatable; concrete or wildcard, e.g.
     /// `/topic/chat.#`): their messages are also appended to a Redis Stream,
-    /// in the same round trip as the publish, for the api to persist (see
+    /// in the same script as the publish, for the api to persist (see
     /// docs/api.md). Needs `--redis-url` without `--redis-sharded`.
     #[arg(long, env = "GATEWAY_DURABLE", value_delimiter = ',')]
     pub durable: Vec<String>,
@@ -139,7 +139,8 @@ pub struct Config {
     pub resume_key_file: Option<PathBuf>,
 
     /// Messages each destination's replay ring keeps for same-node resume;
-    /// 0 turns rings off (resume then works only from durable streams).
+    /// 0 turns rings off (a resume then restores subscriptions but reports
+    /// every one of them in `resume-lost`).
     #[arg(long, env = "GATEWAY_RESUME_RING", default_value_t = 1024)]
     pub resume_ring: usize,
 
@@ -393,12 +394,16 @@ impl Config {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let command = Config::command();
         let matches = command.clone().try_get_matches_from(&args)?;
-        if matches.value_source("jwt_secret") == Some(ValueSource::CommandLine) {
-            return Err(ConfigError::Invalid(
-                "--jwt-secret on the command line is visible to every local user (ps); \
-                 set GATEWAY_JWT_SECRET, --jwt-secret-file or the config file instead"
-                    .into(),
-            ));
+        for (id, flag, env) in [
+            ("jwt_secret", "jwt-secret", "GATEWAY_JWT_SECRET"),
+            ("resume_key", "resume-key", "GATEWAY_RESUME_KEY"),
+        ] {
+            if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                return Err(ConfigError::Invalid(format!(
+                    "--{flag} on the command line is visible to every local user (ps); \
+                     set {env}, --{flag}-file or the config file instead"
+                )));
+            }
         }
         let first = Config::from_arg_matches(&matches)?;
         let Some(path) = first.config.clone() else {
@@ -560,6 +565,8 @@ mod tests {
     fn jwt_secret_is_refused_on_the_command_line_and_never_printed() {
         let err = Config::load_from(["gateway", "--jwt-secret", "hunter2"]).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(ref m) if m.contains("GATEWAY_JWT_SECRET")));
+        let err = Config::load_from(["gateway", "--resume-key", "hunter2"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(ref m) if m.contains("GATEWAY_RESUME_KEY")));
         let mut file = tempfile_in_target("secret.toml");
         writeln!(file.1, "jwt-secret = \"hunter2\"").unwrap();
         let path = file.0.to_str().unwrap().to_string();

@@ -122,6 +122,11 @@ impl Outbound {
         self.queue.get().is_none_or(|q| q.is_empty())
     }
 
+    /// Closed: its connection ended (or it is a resume hold's).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub fn has_overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Acquire)
     }

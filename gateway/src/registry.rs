@@ -315,7 +315,9 @@ impl Registry {
         self.shards.iter().map(|s| s.lock().len()).sum::<usize>() + self.patterns.lock().len()
     }
 
-    /// Local subscriptions over all destinations.
+    /// Local subscriptions of open connections over all destinations (the
+    /// holds that keep a parked session's destinations subscribed, on a
+    /// closed queue, are not counted).
     pub fn subscription_count(&self) -> usize {
         self.shards
             .iter()
@@ -323,8 +325,9 @@ impl Registry {
             .map(|s| {
                 s.lock()
                     .values()
-                    .map(|t| t.subscribers.len())
-                    .sum::<usize>()
+                    .flat_map(|t| t.subscribers.iter())
+                    .filter(|s| !s.outbound.is_closed())
+                    .count()
             })
             .sum()
     }

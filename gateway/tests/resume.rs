@@ -20,6 +20,17 @@ use tokio::time::{sleep, timeout, Instant};
 
 const KEY: &str = "test cluster key";
 
+/// A file holding `key` (keys are refused on the command line).
+fn key_file(key: &str) -> String {
+    let path = std::env::temp_dir().join(format!(
+        "resume-key-{}-{}",
+        std::process::id(),
+        key.replace(' ', "-")
+    ));
+    std::fs::write(&path, key).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 /// Opens a 1.2 session; returns the client and its CONNECTED frame.
 async fn session(addr: SocketAddr, extra: &[(&str, &str)]) -> (Client, Frame) {
     let mut c = Client::open(addr, &["v12.stomp"]).await;
@@ -210,8 +221,8 @@ async fn ring_overrun_is_reported_as_lost_never_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_foreign_and_stale_tokens_do_not_resume_and_say_why() {
-    let gw = start(&["--resume-key", KEY, "--resume-window-ms", "300"]).await;
-    let other = start(&["--resume-key", "another cluster"]).await;
+    let gw = start(&["--resume-key-file", &key_file(KEY)]).await;
+    let other = start(&["--resume-key-file", &key_file("another cluster")]).await;
     let (mut c, connected) = session(gw.addr, &[]).await;
     let good = token(&connected);
     c.subscribe("room", "/topic/r", "auto").await;
@@ -260,14 +271,14 @@ async fn past_the_window_a_parked_session_is_gone() {
 }
 
 async fn cluster_node(redis: &RedisServer, id: &str) -> TestGateway {
-    let url = redis.url();
+    let (url, key) = (redis.url(), key_file(KEY));
     let gw = start(&[
         "--redis-url",
         &url,
         "--node-id",
         id,
-        "--resume-key",
-        KEY,
+        "--resume-key-file",
+        &key,
         "--durable",
         "/topic/d",
     ])

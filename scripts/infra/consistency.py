@@ -26,6 +26,13 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
    (maxmemory-policy noeviction), or the stream could be dropped; the api
    nodes must get the RDS CA bundle (api_database_ca_url/_file), since
    their DATABASE_URL requires TLS.
+5. Resume: gateway_resume_window_ms (a literal default, passed to module
+   compute, which writes GATEWAY_RESUME_WINDOW_MS) equals
+   ansible/group_vars/gateway.yml gateway_resume_window_ms; the resume-token
+   key reaches the gateways the way the JWT HMAC key does: module data's
+   secret, passed to module compute, named in the gateway nodes' node.env
+   (STOMP_RESUME_KEY_SECRET_ARN) for stomp-node-secrets, which writes
+   GATEWAY_RESUME_KEY_FILE.
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
 problem and exit 1.
@@ -33,6 +40,7 @@ problem and exit 1.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +67,7 @@ CONTRACT = {
     "gateway_max_connections_per_ip": int,
     "gateway_max_frame_rate": int,
     "gateway_frame_burst": int,
+    "gateway_resume_window_ms": int,
     "vpc_cidr": str,
     "api_port": int,
     "durable_destinations": list,
@@ -95,6 +104,7 @@ WIRING = {
         "gateway_max_connections_per_ip": "gateway_max_connections_per_ip",
         "gateway_max_frame_rate": "gateway_max_frame_rate",
         "gateway_frame_burst": "gateway_frame_burst",
+        "gateway_resume_window_ms": "gateway_resume_window_ms",
         "api_port": "api_port",
         "durable_destinations": "durable_destinations",
         "durable_stream": "durable_stream",
@@ -117,6 +127,8 @@ WIRING_EXPR = {
     "compute": {
         # The ALB is in the VPC's public subnets: trust X-Forwarded-For from the VPC.
         "gateway_trusted_proxies": "${module.network.vpc_cidr}",
+        # The resume-token key: always created in module data.
+        "gateway_resume_key_secret_arn": "${module.data.gateway_resume_key_secret_arn}",
     },
 }
 
@@ -251,6 +263,7 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_max_connections_per_ip"): (gw, "gateway_max_connections_per_ip", 1),
         ("gateway.yml", "gateway_max_frame_rate"): (gw, "gateway_max_frame_rate", 1),
         ("gateway.yml", "gateway_frame_burst"): (gw, "gateway_frame_burst", 1),
+        ("gateway.yml", "gateway_resume_window_ms"): (gw, "gateway_resume_window_ms", 1),
         ("api.yml", "api_port"): (api, "api_port", 1),
     }
     for (file, key), (data, tf_name, scale) in expect.items():
@@ -340,12 +353,34 @@ def check_durable(tf: dict) -> None:
             problem(f"ansible: {key} is empty; the api needs the RDS CA bundle (API_DATABASE_CA_FILE) for sslmode=require")
 
 
+def check_resume_key() -> None:
+    """The resume-token key travels like the JWT HMAC key: secret -> node.env -> file."""
+    compute = ROOT / "terraform" / "modules" / "compute" / "main.tf"
+    text = compute.read_text(encoding="utf-8")
+    for pattern, what in (
+        (r"STOMP_RESUME_KEY_SECRET_ARN\s*=\s*var\.gateway_resume_key_secret_arn\b", "the gateway nodes' node.env"),
+        (r'"gateway"\s*\?\s*var\.gateway_resume_key_secret_arn\s*:\s*""', "the gateway role's ReadSecrets statement"),
+        (r"GATEWAY_RESUME_WINDOW_MS\s*=\s*tostring\(var\.gateway_resume_window_ms\)", "the gateway settings (gateway_env)"),
+    ):
+        if not re.search(pattern, text):
+            problem(f"terraform/modules/compute/main.tf: {what} must match {pattern!r}")
+    script = ANSIBLE / "roles" / "common" / "files" / "stomp-node-secrets.sh"
+    text = script.read_text(encoding="utf-8")
+    for needle in ("STOMP_RESUME_KEY_SECRET_ARN", "GATEWAY_RESUME_KEY_FILE"):
+        if needle not in text:
+            problem(f"ansible/roles/common/files/stomp-node-secrets.sh: does not handle {needle}")
+    template = ANSIBLE / "roles" / "gateway" / "templates" / "gateway.env.j2"
+    if "GATEWAY_RESUME_WINDOW_MS={{ gateway_resume_window_ms }}" not in template.read_text(encoding="utf-8"):
+        problem("ansible/roles/gateway/templates/gateway.env.j2: GATEWAY_RESUME_WINDOW_MS must come from gateway_resume_window_ms")
+
+
 def main() -> int:
     tf = terraform_defaults()
     check_rules(tf)
     check_wiring()
     check_ansible(tf)
     check_durable(tf)
+    check_resume_key()
     for p in problems:
         print(p)
     return 1 if problems else 0

@@ -119,6 +119,8 @@ module "compute" {
   gateway_drain_delay_seconds    = var.gateway_drain_delay_seconds
   gateway_drain_window_seconds   = var.gateway_drain_window_seconds
   gateway_affinity_cookie        = var.gateway_affinity_cookie
+  gateway_resume_window_ms       = var.gateway_resume_window_ms
+  gateway_resume_key_secret_arn  = module.data.gateway_resume_key_secret_arn
   gateway_lifecycle_hook_seconds = var.gateway_lifecycle_hook_seconds
   gateway_min_size               = var.gateway_min_size
   gateway_max_size               = var.gateway_max_size

@@ -205,6 +205,21 @@ variable "durable_stream_max_len" {
   }
 }
 
+# --- resume: reconnect without losing messages -----------------------------------------
+# A literal default: scripts/check-infra compares it with
+# ansible/group_vars/gateway.yml gateway_resume_window_ms.
+
+variable "gateway_resume_window_ms" {
+  description = "Gateway --resume-window-ms (GATEWAY_RESUME_WINDOW_MS): how long after a connection ends without DISCONNECT (network loss, drain) its client can reconnect and get its subscriptions and missed messages back (docs/resume.md). Every node gets the same value and the same signing key (module data's generated secret). 0 turns resume off."
+  type        = number
+  default     = 120000
+
+  validation {
+    condition     = var.gateway_resume_window_ms >= 0 && floor(var.gateway_resume_window_ms) == var.gateway_resume_window_ms
+    error_message = "The resume window must be a whole, non-negative number of milliseconds (0 = off)."
+  }
+}
+
 # --- the gateway's security settings ----------------------------------------------------
 # Literal defaults too: scripts/check-infra compares the limits and vpc_cidr
 # with ansible/group_vars/gateway.yml. TLS terminates at the ALB (module edge),

@@ -34,6 +34,7 @@ locals {
     GATEWAY_DRAIN_DELAY_MS         = tostring(var.gateway_drain_delay_seconds * 1000)
     GATEWAY_DRAIN_WINDOW_MS        = tostring(var.gateway_drain_window_seconds * 1000)
     GATEWAY_AFFINITY_COOKIE        = var.gateway_affinity_cookie
+    GATEWAY_RESUME_WINDOW_MS       = tostring(var.gateway_resume_window_ms)
     GATEWAY_MAX_CONNECTIONS        = tostring(var.gateway_max_connections)
     GATEWAY_MAX_CONNECTIONS_PER_IP = tostring(var.gateway_max_connections_per_ip)
     GATEWAY_MAX_FRAME_RATE         = tostring(var.gateway_max_frame_rate)
@@ -54,8 +55,9 @@ locals {
 
   # Security settings that are lists or files: written only when set, so an
   # empty one leaves the gateway's default. No secret is among them: the JWT
-  # HMAC key is read from Secrets Manager at every start by stomp-node-secrets
-  # (GATEWAY_JWT_SECRET_FILE, in /run/stomp-gateway/secrets.env). No
+  # HMAC key and the resume-token key are read from Secrets Manager at every
+  # start by stomp-node-secrets (GATEWAY_JWT_SECRET_FILE and
+  # GATEWAY_RESUME_KEY_FILE, in /run/stomp-gateway/secrets.env). No
   # GATEWAY_TLS_*: TLS terminates at the ALB.
   jwt_public_keys_path = {
     gateway = "/etc/stomp-gateway/jwt-public-keys"
@@ -123,6 +125,8 @@ locals {
       STOMP_SERVICE_PORT       = tostring(var.gateway_port)
       # Read by stomp-node-secrets; empty = no HMAC key to fetch.
       STOMP_JWT_SECRET_ARN = var.gateway_jwt_secret_arn
+      # The resume-token key, the same on every gateway (stomp-node-secrets).
+      STOMP_RESUME_KEY_SECRET_ARN = var.gateway_resume_key_secret_arn
     })
     api = merge(local.common_node_env, {
       STOMP_NODE_ROLE         = "api"
@@ -373,6 +377,8 @@ data "aws_iam_policy_document" "node" {
       each.key == "api" ? var.db_secret_arn : "",
       # The JWT HMAC key: both services check the same tokens.
       var.gateway_jwt_secret_arn,
+      # The resume-token key: gateways only.
+      each.key == "gateway" ? var.gateway_resume_key_secret_arn : "",
     ])
   }
 

@@ -239,6 +239,17 @@ variable "gateway_affinity_cookie" {
   }
 }
 
+variable "gateway_resume_window_ms" {
+  description = "GATEWAY_RESUME_WINDOW_MS: how long after a connection ends without DISCONNECT its session can still be resumed (subscriptions and missed messages restored; docs/resume.md). 0 turns resume off."
+  type        = number
+  default     = 120000
+
+  validation {
+    condition     = var.gateway_resume_window_ms >= 0 && floor(var.gateway_resume_window_ms) == var.gateway_resume_window_ms
+    error_message = "The resume window must be a whole, non-negative number of milliseconds (0 = off)."
+  }
+}
+
 variable "gateway_extra_env" {
   description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }. GATEWAY_MAX_FRAME_BYTES, GATEWAY_DESTINATION_PREFIX and GATEWAY_REDIS_CHANNEL_PREFIX are passed on to the api too (API_MAX_BODY_BYTES, API_DESTINATION_PREFIX, API_CHANNEL_PREFIX). Durable destinations need Redis without GATEWAY_REDIS_SHARDED."
   type        = map(string)
@@ -252,6 +263,11 @@ variable "gateway_extra_env" {
   validation {
     condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_DURABLE", "GATEWAY_DURABLE_STREAM", "GATEWAY_DURABLE_MAX_LEN"])) == 0
     error_message = "Set durable destinations with durable_destinations, durable_stream and durable_stream_max_len (they configure the api too), not gateway_extra_env."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_RESUME_WINDOW_MS", "GATEWAY_RESUME_KEY", "GATEWAY_RESUME_KEY_FILE"])) == 0
+    error_message = "Set the resume window with gateway_resume_window_ms; the resume key comes from Secrets Manager (gateway_resume_key_secret_arn), never from gateway_extra_env."
   }
 }
 
@@ -412,6 +428,16 @@ variable "gateway_jwt_secret_arn" {
   validation {
     condition     = var.gateway_jwt_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.gateway_jwt_secret_arn))
     error_message = "gateway_jwt_secret_arn must be empty or a Secrets Manager secret ARN."
+  }
+}
+
+variable "gateway_resume_key_secret_arn" {
+  description = "Secrets Manager secret holding the HMAC key that signs the gateways' resume tokens (SecretString = the key, as is), encrypted with data_kms_key_arn. Only gateway nodes may read it; stomp-node-secrets writes it at every start to /run/stomp-gateway/resume-key (root:stomp-gateway 0640, tmpfs) and sets GATEWAY_RESUME_KEY_FILE. Every gateway gets the same key, so any node honours a token another node issued."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.gateway_resume_key_secret_arn))
+    error_message = "gateway_resume_key_secret_arn must be a Secrets Manager secret ARN."
   }
 }
 

@@ -187,6 +187,34 @@ resource "aws_secretsmanager_secret" "gateway_jwt" {
   tags = var.tags
 }
 
+# --- gateway resume key ----------------------------------------------------------
+
+# HMAC key that signs the gateways' resume tokens (docs/resume.md). Every
+# gateway node needs the same key, or a token resumes only on the node that
+# issued it. Unlike the JWT key it is shared with nobody outside the fleet,
+# so terraform generates it (like the Redis AUTH token; the value is in the
+# state). Gateway nodes read it at every start (stomp-node-secrets ->
+# /run/stomp-gateway/resume-key, GATEWAY_RESUME_KEY_FILE).
+resource "random_password" "gateway_resume_key" {
+  length  = 64
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "gateway_resume_key" {
+  #checkov:skip=CKV2_AWS_57:Rotating the key invalidates every outstanding resume token, so it is rotated on purpose, not on a schedule: replace random_password.gateway_resume_key and roll the gateway group (documented in terraform/README.md).
+  name_prefix             = "${var.name}/gateway-resume-key-"
+  description             = "HMAC key (SecretString, as is) that signs the ${var.name} gateways' resume tokens"
+  kms_key_id              = module.key.arn
+  recovery_window_in_days = 7
+
+  tags = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "gateway_resume_key" {
+  secret_id     = aws_secretsmanager_secret.gateway_resume_key.id
+  secret_string = random_password.gateway_resume_key.result
+}
+
 # --- PostgreSQL ----------------------------------------------------------------
 
 resource "aws_security_group" "db" {

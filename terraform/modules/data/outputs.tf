@@ -33,6 +33,11 @@ output "gateway_jwt_secret_arn" {
   value       = try(aws_secretsmanager_secret.gateway_jwt[0].arn, "")
 }
 
+output "gateway_resume_key_secret_arn" {
+  description = "Secrets Manager secret with the HMAC key of the gateways' resume tokens (generated; SecretString = the key)."
+  value       = aws_secretsmanager_secret.gateway_resume_key.arn
+}
+
 output "redis_security_group_id" {
   description = "Security group of Redis."
   value       = aws_security_group.redis.id

@@ -4,7 +4,7 @@
 # Runs as root before every start of stomp-ROLE.service (ExecStartPre=+...)
 # and writes /run/stomp-ROLE/secrets.env (tmpfs, root:stomp-ROLE 0640), which
 # the unit reads as an EnvironmentFile:
-#   gateway: GATEWAY_REDIS_URL, GATEWAY_JWT_SECRET_FILE
+#   gateway: GATEWAY_REDIS_URL, GATEWAY_JWT_SECRET_FILE, GATEWAY_RESUME_KEY_FILE
 #   api:     REDIS_URL, DATABASE_URL, API_JWT_SECRET_FILE
 # from the Secrets Manager secrets named in /etc/stomp/node.env (written by
 # the instance's user data). The JWT HMAC key (one secret: the api checks the
@@ -12,7 +12,9 @@
 # /run/stomp-ROLE/jwt-secret (root:stomp-ROLE 0640: only root writes it, only
 # the service reads it; tmpfs, so never on disk), which
 # GATEWAY_JWT_SECRET_FILE / API_JWT_SECRET_FILE names: the key never enters
-# an environment. DATABASE_URL asks for TLS (sslmode=require; RDS forces
+# an environment. The gateways' resume-token key (the same secret for every
+# gateway) is handled the same way: /run/stomp-gateway/resume-key, named by
+# GATEWAY_RESUME_KEY_FILE. DATABASE_URL asks for TLS (sslmode=require; RDS forces
 # it): the api verifies the server with API_DATABASE_CA_FILE, the RDS CA
 # bundle baked into the AMI (ansible role api).
 # Fetching at every start, not at boot, picks up rotated passwords (RDS
@@ -102,6 +104,28 @@ if [[ -r $node_env ]]; then
         printf '%s=%s\n' "$jwt_file_var" "$out_dir/jwt-secret" >>"$tmp"
     else
         rm -f -- "$out_dir/jwt-secret"
+    fi
+
+    # HMAC key of the gateways' resume tokens (gateways only; SecretString as
+    # is, written like the JWT key: straight into its own file).
+    if [[ $role == gateway ]]; then
+        resume_secret=$(node_var STOMP_RESUME_KEY_SECRET_ARN)
+        if [[ -n $resume_secret ]]; then
+            key_tmp=$(mktemp "$out_dir/.resume-key.XXXXXX")
+            chmod 0640 "$key_tmp"
+            chown "root:stomp-$role" "$key_tmp"
+            secret_string "$resume_secret" >"$key_tmp"
+            # An empty key would let anyone sign resume tokens: refuse to start.
+            grep -q '[^[:space:]]' "$key_tmp" || {
+                echo "stomp-node-secrets: secret $resume_secret is empty" >&2
+                exit 1
+            }
+            mv -f -- "$key_tmp" "$out_dir/resume-key"
+            key_tmp=""
+            printf 'GATEWAY_RESUME_KEY_FILE=%s\n' "$out_dir/resume-key" >>"$tmp"
+        else
+            rm -f -- "$out_dir/resume-key"
+        fi
     fi
 
     case $role in
