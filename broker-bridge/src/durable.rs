@@ -16,6 +16,9 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
+use redis::Value;
+
 use crate::pattern::Pattern;
 
 /// The stream entry field that holds the envelope.
@@ -114,6 +117,27 @@ impl Durable {
             .arg(ENTRY_FIELD)
             .arg(envelope)
     }
+}
+
+/// The envelope in a stream entry's field list (`[name, value, …]`, or a
+/// map under RESP3), as `XRANGE` and `XREADGROUP` return it.
+pub fn envelope_field(fields: Value) -> Option<Bytes> {
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        Value::Map(pairs) => pairs,
+        _ => return None,
+    };
+    pairs
+        .into_iter()
+        .find_map(|(name, value)| match (name, value) {
+            (Value::BulkString(n), Value::BulkString(v)) if n == ENTRY_FIELD.as_bytes() => {
+                Some(Bytes::from(v))
+            }
+            _ => None,
+        })
 }
 
 #[cfg(test)]

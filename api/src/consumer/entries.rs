@@ -99,9 +99,8 @@ fn parse_entry(value: Value) -> Result<Entry, ReplyError> {
         .ok_or(ReplyError("entry id"))?;
     let content = match parts.next() {
         None | Some(Value::Nil) => Content::Trimmed,
-        Some(Value::Array(fields)) => decode(&id, fields),
-        Some(Value::Map(pairs)) => {
-            decode(&id, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+        Some(fields @ (Value::Array(_) | Value::Map(_))) => {
+            decode(&id, broker_bridge::durable::envelope_field(fields))
         }
         Some(_) => Content::Undecodable("fields are not an array".to_string()),
     };
@@ -109,20 +108,12 @@ fn parse_entry(value: Value) -> Result<Entry, ReplyError> {
 }
 
 /// The stored row of an entry's envelope.
-fn decode(id: &str, fields: Vec<Value>) -> Content {
+fn decode(id: &str, envelope: Option<Bytes>) -> Content {
     let Ok(position) = id.parse::<Position>() else {
         return Content::Undecodable(format!("entry id {id:?} is not <ms>-<seq>"));
     };
-    let mut fields = fields.into_iter();
-    let mut raw = None;
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if text(&name).as_deref() == Some(ENTRY_FIELD) {
-            raw = Some(value);
-        }
-    }
-    let bytes = match raw {
-        Some(Value::BulkString(bytes)) => Bytes::from(bytes),
-        _ => return Content::Undecodable(format!("no {ENTRY_FIELD:?} field")),
+    let Some(bytes) = envelope else {
+        return Content::Undecodable(format!("no {ENTRY_FIELD:?} field"));
     };
     let decoded = match envelope::decode(bytes) {
         Ok(e) => e,

@@ -100,7 +100,7 @@ fn parse_range(reply: Value, after: Position) -> Result<Replay, BrokerError> {
             replay.complete = true;
             continue;
         }
-        let Some(bytes) = envelope_field(fields) else {
+        let Some(bytes) = crate::durable::envelope_field(fields) else {
             tracing::warn!(%id, "recent stream entry without an envelope; skipped");
             continue;
         };
@@ -113,29 +113,6 @@ fn parse_range(reply: Value, after: Position) -> Result<Replay, BrokerError> {
         }
     }
     Ok(replay)
-}
-
-/// The envelope of a stream entry's field list (`[name, value, …]`, or a
-/// map under RESP3).
-fn envelope_field(fields: Value) -> Option<Bytes> {
-    let pairs: Vec<(Value, Value)> = match fields {
-        Value::Array(flat) => {
-            let mut it = flat.into_iter();
-            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
-        }
-        Value::Map(pairs) => pairs,
-        _ => return None,
-    };
-    pairs
-        .into_iter()
-        .find_map(|(name, value)| match (name, value) {
-            (Value::BulkString(n), Value::BulkString(v))
-                if n == crate::durable::ENTRY_FIELD.as_bytes() =>
-            {
-                Some(Bytes::from(v))
-            }
-            _ => None,
-        })
 }
 
 #[cfg(test)]

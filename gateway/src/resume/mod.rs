@@ -228,8 +228,12 @@ impl Resume {
 
     /// Releases sessions whose window has passed (their holds unsubscribe).
     pub fn sweep(&self) {
-        let expired = self.take_expired(&mut self.parked.lock());
-        self.metrics.parked.set(self.parked.lock().len() as i64);
+        let expired = {
+            let mut parked = self.parked.lock();
+            let expired = self.take_expired(&mut parked);
+            self.metrics.parked.set(parked.len() as i64);
+            expired
+        };
         drop(expired);
     }
 
@@ -347,34 +351,32 @@ pub async fn fetch(
             .position
             .and_then(|after| node.broker.replay(&saved.destination, after));
         if let Some(replay) = replay {
-            {
-                // The future starts only when awaited: after the hold.
-                let destination: Arc<str> = saved.destination.as_str().into();
-                let (hold, mark) = node.resume.hold(&node.registry, &destination);
-                if let Some(ready) = node.broker.subscription_ready(&destination) {
-                    let _ = tokio::time::timeout(READY_TIMEOUT, ready).await;
-                }
-                // Live messages now reach the ring; the stream has the rest.
-                let replay = replay.await;
-                planned.fetched = Some(match replay {
-                    Ok(r) if r.complete => {
-                        node.resume
-                            .metrics
-                            .replayed(Source::Stream, r.publications.len());
-                        Ok(r.publications
-                            .iter()
-                            .map(|p| EncodedMessage::encode(p, Version::V1_2))
-                            .collect())
-                    }
-                    Ok(_) => Err(()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, destination = %destination, "replay from redis failed");
-                        Err(())
-                    }
-                });
-                planned.hold = Some(hold);
-                planned.hold_mark = mark;
+            // The future starts only when awaited: after the hold.
+            let destination: Arc<str> = saved.destination.as_str().into();
+            let (hold, mark) = node.resume.hold(&node.registry, &destination);
+            if let Some(ready) = node.broker.subscription_ready(&destination) {
+                let _ = tokio::time::timeout(READY_TIMEOUT, ready).await;
             }
+            // Live messages now reach the ring; the stream has the rest.
+            let replay = replay.await;
+            planned.fetched = Some(match replay {
+                Ok(r) if r.complete => {
+                    node.resume
+                        .metrics
+                        .replayed(Source::Stream, r.publications.len());
+                    Ok(r.publications
+                        .iter()
+                        .map(|p| EncodedMessage::encode(p, Version::V1_2))
+                        .collect())
+                }
+                Ok(_) => Err(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, destination = %destination, "replay from redis failed");
+                    Err(())
+                }
+            });
+            planned.hold = Some(hold);
+            planned.hold_mark = mark;
         }
         subscriptions.push(planned);
     }

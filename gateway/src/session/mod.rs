@@ -640,28 +640,26 @@ impl Session {
                 .detail(format!("at most {max} subscriptions per connection")));
         }
         self.next_key += 1;
-        let subscription = Subscription {
-            key: self.next_key,
-            id: id.into(),
-            destination: destination.into(),
-            ack,
-            header: subscription_header(id, self.version),
-            last: None,
-            ring: 0,
-            adoptable: false,
-            replayed_through: None,
-        };
-        let mut subscription = subscription;
+        let destination: Arc<str> = destination.into();
         let mark = self.node.registry.subscribe(
-            &subscription.destination,
+            &destination,
             Subscriber {
                 outbound: self.outbound.clone(),
-                key: subscription.key,
+                key: self.next_key,
                 escaping: self.version.escapes_headers(),
             },
         );
-        subscription.last = mark.last;
-        subscription.ring = mark.ring;
+        let subscription = Subscription {
+            key: self.next_key,
+            id: id.into(),
+            destination,
+            ack,
+            header: subscription_header(id, self.version),
+            last: mark.last,
+            ring: mark.ring,
+            adoptable: false,
+            replayed_through: None,
+        };
         let ready = self
             .node
             .broker
