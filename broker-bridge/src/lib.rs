@@ -14,6 +14,7 @@
 pub mod durable;
 mod embedded;
 pub mod envelope;
+pub mod fleet;
 pub mod pattern;
 pub mod position;
 mod publication;
@@ -28,6 +29,7 @@ use thiserror::Error;
 
 pub use durable::Durable;
 pub use embedded::EmbeddedBroker;
+pub use fleet::NodeLoad;
 pub use position::Position;
 pub use publication::Publication;
 pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};
@@ -111,6 +113,13 @@ pub trait Broker: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// Whether any node can replay `destination`'s recent messages (a
+    /// durable destination), so its subscribers can move between nodes
+    /// without a gap.
+    fn replayable(&self, _destination: &str) -> bool {
+        false
+    }
+
     /// The messages of `destination` after `after`, if the cluster keeps
     /// them (durable destinations); `None` when it does not.
     fn replay(
@@ -118,6 +127,18 @@ pub trait Broker: Send + Sync + 'static {
         _destination: &str,
         _after: Position,
     ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
+        None
+    }
+
+    /// Tells the cluster this node's load, live for `ttl`, and returns the
+    /// load of every node still reporting (this one included). `None` when
+    /// the broker keeps no fleet view: the embedded broker is a fleet of
+    /// one, and sharded mode has no cross-node resume to move clients with.
+    fn report_load(
+        &self,
+        _load: NodeLoad,
+        _ttl: Duration,
+    ) -> Option<BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>>> {
         None
     }
 }

@@ -160,6 +160,39 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_AFFINITY_COOKIE", default_value = "GW_AFFINITY")]
     pub affinity_cookie: String,
 
+    /// Move clients off this node when it holds more than its fair share
+    /// of the fleet's connections (after a scale-out; docs/operations.md,
+    /// "Rebalancing"). Needs `--redis-url` without `--redis-sharded`.
+    /// `false` turns shedding off; the fleet view and its metrics stay.
+    #[arg(long, env = "GATEWAY_REBALANCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rebalance: bool,
+
+    /// A node above its fair share starts shedding when it is above it by
+    /// more than this fraction of it (or `--rebalance-min-margin`,
+    /// whichever is more), or when the fleet's spread is; once started, it
+    /// sheds down to its fair share.
+    #[arg(long, env = "GATEWAY_REBALANCE_MARGIN", default_value_t = 0.1)]
+    pub rebalance_margin: f64,
+
+    /// The smallest margin, in connections, so small fleets do not churn.
+    #[arg(long, env = "GATEWAY_REBALANCE_MIN_MARGIN", default_value_t = 100)]
+    pub rebalance_min_margin: u64,
+
+    /// Fraction of the node's connections shed per interval while shedding
+    /// (at least one).
+    #[arg(long, env = "GATEWAY_REBALANCE_RATE", default_value_t = 0.01)]
+    pub rebalance_rate: f64,
+
+    /// How often a node above its share sheds, in ms.
+    #[arg(long, env = "GATEWAY_REBALANCE_INTERVAL_MS", default_value_t = 10_000)]
+    pub rebalance_interval_ms: u64,
+
+    /// How often each node reports its load to the fleet view in Redis, in
+    /// ms. A report lives 3 intervals; a node whose last successful report
+    /// is older than that holds its shedding.
+    #[arg(long, env = "GATEWAY_FLEET_REPORT_MS", default_value_t = 5_000)]
+    pub fleet_report_ms: u64,
+
     /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
     #[arg(
         long = "destination-prefix",
@@ -479,6 +512,15 @@ impl Config {
         }
         if self.resume_window_ms > 0 && self.resume_stream_len == 0 {
             return invalid("resume-stream-len must be > 0");
+        }
+        if !(self.rebalance_margin >= 0.0
+            && self.rebalance_rate > 0.0
+            && self.rebalance_rate <= 1.0)
+        {
+            return invalid("rebalance-margin must be ≥ 0 and rebalance-rate in (0, 1]");
+        }
+        if self.rebalance_interval_ms == 0 || self.fleet_report_ms == 0 {
+            return invalid("rebalance-interval-ms and fleet-report-ms must be > 0");
         }
         if !self
             .affinity_cookie

@@ -27,7 +27,7 @@ use tokio::{
 use crate::{
     metrics::CloseReason,
     node::{InFlight, Node},
-    outbound::Outbound,
+    outbound::{CloseRequest, Outbound},
     resume::{metrics::Outcome, Resolution},
     security::{FrameBucket, IpSlot, Principal},
     session::{write_frame, Flow, PendingSubscription, Session, StompError},
@@ -78,6 +78,9 @@ struct Connection<S> {
     frame_bucket: FrameBucket,
     /// Held for the connection's life: its place in the per-IP count.
     _ip_slot: Option<IpSlot>,
+    /// The fingerprint of the affinity cookie its upgrade set (0: none),
+    /// remembered if the node sheds it (see [`crate::rebalance::bounce`]).
+    affinity: u64,
 }
 
 /// What input processing waits for.
@@ -93,6 +96,9 @@ pub struct Admission {
     pub principal: Option<Arc<Principal>>,
     /// The connection's place in its client IP's count (with a per-IP limit).
     pub ip_slot: Option<IpSlot>,
+    /// The fingerprint of the affinity cookie the upgrade response set
+    /// (0: none).
+    pub affinity: u64,
 }
 
 /// Runs one connection to completion. `early` holds bytes the HTTP layer
@@ -122,11 +128,16 @@ where
     drop(early);
     let outbound = Outbound::new(node.config.outbound_queue);
     let now = Instant::now();
-    let Admission { principal, ip_slot } = admission;
+    let Admission {
+        principal,
+        ip_slot,
+        affinity,
+    } = admission;
     let mut conn = Connection {
         session: Session::new(node.clone(), outbound.clone(), subprotocol, principal),
         frame_bucket: FrameBucket::new(node.config.frame_burst),
         _ip_slot: ip_slot,
+        affinity,
         decoder: Decoder::new(node.config.decoder_limits()),
         stream,
         node,
@@ -381,20 +392,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             );
             return;
         }
-        if self.outbound.close_requested() {
-            // Drain: everything already queued goes out before the ERROR.
-            self.write_queued(usize::MAX);
-            let mut error = StompError::new("server restarting")
-                .detail("this node is shutting down; reconnect to continue")
-                .reason(CloseReason::Drain);
-            // Taken after the flush: its positions are what the client got.
-            if let Some(token) = self.session.handoff_token() {
-                error = error.header(crate::resume::TOKEN_HEADER, token);
+        match self.outbound.close_request() {
+            Some(CloseRequest::Drain) => {
+                self.hand_off(
+                    StompError::new("server restarting")
+                        .detail("this node is shutting down; reconnect to continue")
+                        .reason(CloseReason::Drain),
+                );
+                return;
             }
-            self.fail(error);
-            return;
+            Some(CloseRequest::Rebalance) if self.session.is_movable() => {
+                self.node
+                    .rebalance
+                    .bounces
+                    .remember(self.affinity, tokio::time::Instant::now());
+                self.hand_off(
+                    StompError::new("rebalancing")
+                        .detail(
+                            "this node holds more than its share of the cluster's connections; \
+                             reconnect (with the resume-token) to continue on another node",
+                        )
+                        .header("reason", "rebalance")
+                        .reason(CloseReason::Rebalance),
+                );
+                return;
+            }
+            Some(CloseRequest::Rebalance) => self.outbound.cancel_shed(),
+            None => {}
         }
         self.write_queued(self.node.config.max_write_buffer);
+    }
+
+    /// Closes on the node's initiative (drain, rebalance): everything
+    /// already queued goes out, then `error` with a handoff resume token
+    /// taken after that flush, so its positions are what the client got.
+    fn hand_off(&mut self, mut error: StompError) {
+        self.write_queued(usize::MAX);
+        if let Some(token) = self.session.handoff_token() {
+            error = error.header(crate::resume::TOKEN_HEADER, token);
+        }
+        self.fail(error);
     }
 
     /// Moves queued deliveries into the write buffer until it holds `limit`

@@ -14,6 +14,7 @@ pub mod message;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
+pub mod rebalance;
 pub mod registry;
 pub mod resume;
 pub mod roster;
@@ -100,6 +101,10 @@ impl Gateway {
             );
         }
         let sweeper = tokio::spawn(resume::sweeper(self.node.clone()));
+        // Not stopped with the listener: through a drain the node goes on
+        // reporting itself draining, so the fleet holds its shedding. It
+        // ends when the node is dropped.
+        tokio::spawn(rebalance::run(Arc::downgrade(&self.node)));
         transport::server::serve(self.listener, self.node, self.tls, stop).await;
         sweeper.abort();
     }

@@ -39,10 +39,12 @@ pub enum CloseReason {
     RateLimited,
     /// The token the connection authenticated with expired.
     TokenExpired,
+    /// The node held more than its share of the fleet and moved it away.
+    Rebalance,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Client,
         CloseReason::ProtocolError,
         CloseReason::SlowConsumer,
@@ -53,6 +55,7 @@ impl CloseReason {
         CloseReason::Forbidden,
         CloseReason::RateLimited,
         CloseReason::TokenExpired,
+        CloseReason::Rebalance,
     ];
 
     /// The `reason` label value.
@@ -68,6 +71,7 @@ impl CloseReason {
             CloseReason::Forbidden => "forbidden",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::Rebalance => "rebalance",
         }
     }
 }
@@ -91,14 +95,18 @@ pub enum UpgradeRejection {
     PerIp,
     /// 401: the `Authorization: Bearer` token was refused.
     Unauthorized,
+    /// 503: a client this node shed came back with its stickiness cookie,
+    /// which the response clears.
+    Rebalance,
 }
 
 impl UpgradeRejection {
-    pub const ALL: [UpgradeRejection; 4] = [
+    pub const ALL: [UpgradeRejection; 5] = [
         UpgradeRejection::Capacity,
         UpgradeRejection::Origin,
         UpgradeRejection::PerIp,
         UpgradeRejection::Unauthorized,
+        UpgradeRejection::Rebalance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +115,7 @@ impl UpgradeRejection {
             UpgradeRejection::Origin => "origin",
             UpgradeRejection::PerIp => "per_ip",
             UpgradeRejection::Unauthorized => "unauthorized",
+            UpgradeRejection::Rebalance => "rebalance",
         }
     }
 }
@@ -234,7 +243,7 @@ impl Metrics {
             upgrades_rejected: {
                 let v = counter_vec(
                     "gateway_upgrades_rejected_total",
-                    "WebSocket upgrades refused, by reason (capacity, origin, per_ip, unauthorized)",
+                    "WebSocket upgrades refused, by reason (capacity, origin, per_ip, unauthorized, rebalance)",
                     "reason",
                 );
                 UpgradeRejection::ALL

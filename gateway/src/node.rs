@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     fanout::Fanout,
     metrics::Metrics,
+    rebalance::{metrics::RebalanceMetrics, Rebalance},
     registry::Registry,
     resume::{metrics::ResumeMetrics, ring::RingSettings, token::TokenKey, Resume},
     roster::Roster,
@@ -44,6 +45,8 @@ pub struct Node {
     pub connections: Roster,
     /// Resume tokens and parked sessions.
     pub resume: Resume,
+    /// The fleet view and the shedding of connections above this node's share.
+    pub rebalance: Rebalance,
     draining: AtomicBool,
     /// HTTP connections and upgrades not yet in the roster.
     in_flight: Arc<AtomicUsize>,
@@ -116,8 +119,11 @@ impl Node {
             config.resume_window(),
             ResumeMetrics::register(metrics.registry()),
         );
+        let rebalance =
+            Rebalance::new(&config, RebalanceMetrics::register(metrics.registry(), &id));
         Ok(Arc::new(Node {
             resume,
+            rebalance,
             config,
             id,
             registry,

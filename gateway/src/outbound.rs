@@ -10,7 +10,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
         Arc, OnceLock,
     },
     task::{Context, Poll},
@@ -38,8 +38,36 @@ pub struct Outbound {
     replay_room: AtomicUsize,
     overflowed: AtomicBool,
     closed: AtomicBool,
-    close_requested: AtomicBool,
+    /// A [`CloseRequest`] as its `u8`, 0 for none.
+    close_request: AtomicU8,
+    /// A [`Movability`] as its `u8`, kept up to date by the session so the
+    /// rebalancer can choose whom to shed without touching sessions.
+    movability: AtomicU8,
     waker: AtomicWaker,
+}
+
+/// Why the node asks a connection to flush and close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseRequest {
+    /// The node is shutting down.
+    Drain = 1,
+    /// The node holds more than its share of the fleet's connections.
+    Rebalance = 2,
+}
+
+/// How well a connection's session survives a move to another node; the
+/// rebalancer sheds [`Movability::Lossless`] ones first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Movability {
+    /// Not connected, STOMP 1.0, resume off, or client-ack subscriptions
+    /// (whose unacknowledged messages a resume would not redeliver).
+    Pinned = 0,
+    /// Resumable; a subscription to a destination the new node does not
+    /// replay may report a gap (`resume-lost`).
+    Resumable = 1,
+    /// Resumable, and every subscription is to a durable destination that
+    /// any node replays from Redis.
+    Lossless = 2,
 }
 
 /// What a push did.
@@ -62,7 +90,8 @@ impl Outbound {
             replay_room: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            close_requested: AtomicBool::new(false),
+            close_request: AtomicU8::new(0),
+            movability: AtomicU8::new(Movability::Pinned as u8),
             waker: AtomicWaker::new(),
         })
     }
@@ -131,14 +160,67 @@ impl Outbound {
         self.overflowed.load(Ordering::Acquire)
     }
 
-    /// Asks the connection to flush what is queued and close (drain).
+    /// Asks the connection to flush what is queued and close (drain). A
+    /// drain overrides a rebalance request not yet acted on.
     pub fn request_close(&self) {
-        self.close_requested.store(true, Ordering::Release);
+        self.close_request
+            .store(CloseRequest::Drain as u8, Ordering::Release);
         self.waker.wake();
     }
 
+    /// Asks the connection to flush, hand its client a resume token and
+    /// close, so it reconnects elsewhere. False when a close was already
+    /// requested.
+    pub fn request_shed(&self) -> bool {
+        let asked = self
+            .close_request
+            .compare_exchange(
+                0,
+                CloseRequest::Rebalance as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if asked {
+            self.waker.wake();
+        }
+        asked
+    }
+
+    /// Withdraws a rebalance request the connection cannot honour (its
+    /// session stopped being movable); a drain request stays.
+    pub fn cancel_shed(&self) {
+        let _ = self.close_request.compare_exchange(
+            CloseRequest::Rebalance as u8,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     pub fn close_requested(&self) -> bool {
-        self.close_requested.load(Ordering::Acquire)
+        self.close_request.load(Ordering::Acquire) != 0
+    }
+
+    /// The pending close request, if any.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        match self.close_request.load(Ordering::Acquire) {
+            1 => Some(CloseRequest::Drain),
+            2 => Some(CloseRequest::Rebalance),
+            _ => None,
+        }
+    }
+
+    pub fn set_movability(&self, movability: Movability) {
+        self.movability.store(movability as u8, Ordering::Relaxed);
+    }
+
+    pub fn movability(&self) -> Movability {
+        match self.movability.load(Ordering::Relaxed) {
+            2 => Movability::Lossless,
+            1 => Movability::Resumable,
+            _ => Movability::Pinned,
+        }
     }
 
     /// Ready when there is something to pop, the queue overflowed, or a
@@ -202,6 +284,19 @@ mod tests {
             Pushed::Overflow,
             "room returned to the capacity"
         );
+    }
+
+    #[test]
+    fn a_drain_overrides_a_shed_but_not_the_reverse() {
+        let q = Outbound::new(1);
+        assert_eq!(q.close_request(), None);
+        assert!(q.request_shed());
+        assert!(!q.request_shed(), "asked once");
+        assert_eq!(q.close_request(), Some(CloseRequest::Rebalance));
+        q.request_close();
+        assert_eq!(q.close_request(), Some(CloseRequest::Drain));
+        assert!(!q.request_shed());
+        assert_eq!(q.close_request(), Some(CloseRequest::Drain));
     }
 
     #[test]

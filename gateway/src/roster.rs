@@ -14,7 +14,7 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::outbound::Outbound;
+use crate::outbound::{Movability, Outbound};
 
 const SHARDS: usize = 16;
 
@@ -68,6 +68,33 @@ impl Roster {
     }
 }
 
+impl Roster {
+    /// Asks up to `n` movable connections to move to another node: those
+    /// whose move loses nothing first, then the other resumable ones,
+    /// oldest first within each (long-lived connections are the ones
+    /// stickiness pinned here; a client that just arrived is not moved
+    /// again). Returns how many were asked.
+    pub fn shed(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let mut candidates: Vec<(std::cmp::Reverse<Movability>, u64, Arc<Outbound>)> = Vec::new();
+        for shard in self.shards.iter() {
+            candidates.extend(shard.lock().iter().filter_map(|(id, outbound)| {
+                let movability = outbound.movability();
+                (movability != Movability::Pinned && !outbound.close_requested())
+                    .then(|| (std::cmp::Reverse(movability), *id, outbound.clone()))
+            }));
+        }
+        candidates.sort_unstable_by_key(|(movability, id, _)| (*movability, *id));
+        candidates
+            .iter()
+            .filter(|(_, _, outbound)| outbound.request_shed())
+            .take(n)
+            .count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +107,35 @@ mod tests {
         assert_eq!(roster.snapshot().len(), 2);
         roster.remove(a);
         assert_eq!(roster.len(), 1);
+    }
+
+    #[test]
+    fn sheds_lossless_then_resumable_oldest_first_never_pinned() {
+        let roster = Roster::default();
+        let made: Vec<Arc<Outbound>> = [
+            Movability::Resumable,
+            Movability::Pinned,
+            Movability::Lossless,
+            Movability::Resumable,
+            Movability::Lossless,
+        ]
+        .into_iter()
+        .map(|m| {
+            let outbound = Outbound::new(1);
+            outbound.set_movability(m);
+            roster.insert(outbound.clone());
+            outbound
+        })
+        .collect();
+        let asked = |roster: &Roster, n| {
+            let count = roster.shed(n);
+            let which: Vec<usize> = (0..made.len())
+                .filter(|i| made[*i].close_requested())
+                .collect();
+            (count, which)
+        };
+        assert_eq!(asked(&roster, 3), (3, vec![0, 2, 4]));
+        assert_eq!(asked(&roster, 5), (1, vec![0, 2, 3, 4]), "pinned stays");
+        assert_eq!(roster.shed(0), 0);
     }
 }

@@ -68,8 +68,15 @@ async fn sigterm_drains_every_client_and_exits_zero() {
         if n == 20 {
             signal(&child, "TERM");
             *signalled.lock().unwrap() = Some(Instant::now());
-            // Readiness fails at once while the node still serves.
-            let ready = http_get(addr, "/readyz", "").await;
+            // Readiness fails as soon as the signal is handled, while the
+            // node still serves (the handler runs on the node's own
+            // schedule: poll briefly rather than race it).
+            let mut ready = http_get(addr, "/readyz", "").await;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !ready.starts_with("HTTP/1.1 503") && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ready = http_get(addr, "/readyz", "").await;
+            }
             assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
             assert!(ready.contains(r#""status":"draining""#), "{ready}");
         }

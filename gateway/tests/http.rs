@@ -89,6 +89,31 @@ async fn readyz_reports_ready_with_json() {
     assert!(r.contains(r#""status":"ready""#), "{r}");
 }
 
+/// A node without Redis is a fleet of one: `/fleet` shows itself and a
+/// rebalancer that is off (nothing to balance against).
+#[tokio::test]
+async fn fleet_of_an_embedded_node_is_itself_and_never_sheds() {
+    let gw = start(&["--node-id", "solo", "--fleet-report-ms", "20"]).await;
+    let _a = Client::connected(gw.addr).await;
+    let mut body = String::new();
+    for _ in 0..100 {
+        let r = http_get(gw.addr, "/fleet", "").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        body = r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        if body.contains(r#""connections":1,"capacity""#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fleet: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(fleet["node"], "solo");
+    assert_eq!(fleet["state"], "off");
+    assert_eq!(fleet["nodes"], 1);
+    assert_eq!(fleet["members"][0]["node"], "solo");
+    assert_eq!(fleet["members"][0]["connections"], 1, "{body}");
+    assert_eq!(fleet["spread"], 0);
+}
+
 #[tokio::test]
 async fn connection_cap_refuses_upgrades_with_503_and_fails_readiness() {
     let gw = start(&["--max-connections", "2"]).await;

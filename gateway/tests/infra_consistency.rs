@@ -1,6 +1,7 @@
 //! The terraform environment and the gateway's built-in defaults must agree:
 //! port, heart-beat vs the ALB idle timeout, drain timings vs the
-//! deregistration delay and the health check, the health-check path.
+//! deregistration delay and the health check, rebalancing, the
+//! health-check path.
 //! (`scripts/infra/consistency.py` checks terraform against ansible.)
 
 mod support;
@@ -72,6 +73,29 @@ async fn terraform_agrees_with_the_gateway_defaults() {
         secs(config.drain_delay_ms) > detection,
         "drain delay ({} s) must exceed the ALB's unhealthy detection time ({detection} s)",
         secs(config.drain_delay_ms)
+    );
+
+    // Rebalancing: the environment's defaults are the gateway's.
+    assert_eq!(
+        vars["gateway_rebalance"].as_bool(),
+        Some(config.rebalance),
+        "rebalance switch"
+    );
+    for (name, want) in [
+        ("gateway_rebalance_margin", config.rebalance_margin),
+        ("gateway_rebalance_rate", config.rebalance_rate),
+    ] {
+        assert_eq!(vars[name].as_f64(), Some(want), "{name}");
+    }
+    assert_eq!(
+        int(&vars, "gateway_rebalance_interval_ms"),
+        config.rebalance_interval_ms,
+        "rebalance interval"
+    );
+    assert_eq!(
+        int(&vars, "gateway_fleet_report_ms"),
+        config.fleet_report_ms,
+        "fleet report interval"
     );
 
     // The health-check path is the gateway's readiness endpoint.

@@ -33,6 +33,15 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
    secret, passed to module compute, named in the gateway nodes' node.env
    (STOMP_RESUME_KEY_SECRET_ARN) for stomp-node-secrets, which writes
    GATEWAY_RESUME_KEY_FILE.
+6. Rebalancing after scale-out: gateway_rebalance, gateway_rebalance_margin,
+   gateway_rebalance_rate, gateway_rebalance_interval_ms and
+   gateway_fleet_report_ms (literal defaults, passed to module compute,
+   which writes GATEWAY_REBALANCE* / GATEWAY_FLEET_REPORT_MS) equal the same
+   names in ansible/group_vars/gateway.yml, whose gateway.env template
+   writes them; the defaults obey the rules
+     0 <= margin <= 1, 0 < rate <= 0.1,
+     rebalance interval >= 2 x fleet report interval
+   (each shedding round sees the loads after the previous one).
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
 problem and exit 1.
@@ -68,6 +77,11 @@ CONTRACT = {
     "gateway_max_frame_rate": int,
     "gateway_frame_burst": int,
     "gateway_resume_window_ms": int,
+    "gateway_rebalance": bool,
+    "gateway_rebalance_margin": float,
+    "gateway_rebalance_rate": float,
+    "gateway_rebalance_interval_ms": int,
+    "gateway_fleet_report_ms": int,
     "vpc_cidr": str,
     "api_port": int,
     "durable_destinations": list,
@@ -105,6 +119,11 @@ WIRING = {
         "gateway_max_frame_rate": "gateway_max_frame_rate",
         "gateway_frame_burst": "gateway_frame_burst",
         "gateway_resume_window_ms": "gateway_resume_window_ms",
+        "gateway_rebalance": "gateway_rebalance",
+        "gateway_rebalance_margin": "gateway_rebalance_margin",
+        "gateway_rebalance_rate": "gateway_rebalance_rate",
+        "gateway_rebalance_interval_ms": "gateway_rebalance_interval_ms",
+        "gateway_fleet_report_ms": "gateway_fleet_report_ms",
         "api_port": "api_port",
         "durable_destinations": "durable_destinations",
         "durable_stream": "durable_stream",
@@ -175,6 +194,12 @@ def terraform_defaults() -> dict:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             problem(f"terraform/envs/prod/{file}: default of {name} must be a whole number, got {value!r}")
             continue
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            problem(f"terraform/envs/prod/{file}: default of {name} must be a number, got {value!r}")
+            continue
+        if kind is bool and not isinstance(value, bool):
+            problem(f"terraform/envs/prod/{file}: default of {name} must be true or false, got {value!r}")
+            continue
         if kind is str and not isinstance(value, str):
             problem(f"terraform/envs/prod/{file}: default of {name} must be a string, got {value!r}")
             continue
@@ -216,6 +241,16 @@ def check_rules(tf: dict) -> None:
     if have("gateway_max_frame_rate", "gateway_frame_burst"):
         if tf["gateway_max_frame_rate"] > 0 and tf["gateway_frame_burst"] < 1:
             problem("gateway_frame_burst must be at least 1 when gateway_max_frame_rate is set")
+    if have("gateway_rebalance_margin") and not 0 <= tf["gateway_rebalance_margin"] <= 1:
+        problem(f"gateway_rebalance_margin {tf['gateway_rebalance_margin']} must be between 0 and 1")
+    if have("gateway_rebalance_rate") and not 0 < tf["gateway_rebalance_rate"] <= 0.1:
+        problem(f"gateway_rebalance_rate {tf['gateway_rebalance_rate']} must be above 0 and at most 0.1")
+    if have("gateway_rebalance_interval_ms", "gateway_fleet_report_ms"):
+        if tf["gateway_rebalance_interval_ms"] < 2 * tf["gateway_fleet_report_ms"]:
+            problem(
+                f"rebalance interval {tf['gateway_rebalance_interval_ms']} ms < "
+                f"2 x fleet report interval ({tf['gateway_fleet_report_ms']} ms)"
+            )
     if have("gateway_health_check_path") and tf["gateway_health_check_path"] != "/readyz":
         problem(
             f"gateway health check path is {tf['gateway_health_check_path']!r}, "
@@ -264,13 +299,20 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_max_frame_rate"): (gw, "gateway_max_frame_rate", 1),
         ("gateway.yml", "gateway_frame_burst"): (gw, "gateway_frame_burst", 1),
         ("gateway.yml", "gateway_resume_window_ms"): (gw, "gateway_resume_window_ms", 1),
+        ("gateway.yml", "gateway_rebalance"): (gw, "gateway_rebalance", None),
+        ("gateway.yml", "gateway_rebalance_margin"): (gw, "gateway_rebalance_margin", None),
+        ("gateway.yml", "gateway_rebalance_rate"): (gw, "gateway_rebalance_rate", None),
+        ("gateway.yml", "gateway_rebalance_interval_ms"): (gw, "gateway_rebalance_interval_ms", 1),
+        ("gateway.yml", "gateway_fleet_report_ms"): (gw, "gateway_fleet_report_ms", 1),
         ("api.yml", "api_port"): (api, "api_port", 1),
     }
     for (file, key), (data, tf_name, scale) in expect.items():
         if tf_name not in tf:
             continue
         want = tf[tf_name] if scale is None else tf[tf_name] * scale
-        if data.get(key) != want:
+        got = data.get(key)
+        # YAML true and 1 compare equal in Python; a bool must be a bool.
+        if got != want or isinstance(want, bool) != isinstance(got, bool):
             problem(f"ansible/group_vars/{file}: {key} is {data.get(key)!r}, terraform says {want!r}")
     if "vpc_cidr" in tf and gw.get("gateway_trusted_proxies") != [tf["vpc_cidr"]]:
         problem(
@@ -374,6 +416,29 @@ def check_resume_key() -> None:
         problem("ansible/roles/gateway/templates/gateway.env.j2: GATEWAY_RESUME_WINDOW_MS must come from gateway_resume_window_ms")
 
 
+# terraform module compute's gateway_env entry and the ansible gateway.env
+# template line for each rebalancing setting.
+REBALANCE_ENV = {
+    "GATEWAY_REBALANCE": ("gateway_rebalance", "{{ gateway_rebalance | bool | lower }}"),
+    "GATEWAY_REBALANCE_MARGIN": ("gateway_rebalance_margin", "{{ gateway_rebalance_margin }}"),
+    "GATEWAY_REBALANCE_RATE": ("gateway_rebalance_rate", "{{ gateway_rebalance_rate }}"),
+    "GATEWAY_REBALANCE_INTERVAL_MS": ("gateway_rebalance_interval_ms", "{{ gateway_rebalance_interval_ms }}"),
+    "GATEWAY_FLEET_REPORT_MS": ("gateway_fleet_report_ms", "{{ gateway_fleet_report_ms }}"),
+}
+
+
+def check_rebalance_env() -> None:
+    """Both tiers write every rebalancing setting from its variable."""
+    compute = (ROOT / "terraform" / "modules" / "compute" / "main.tf").read_text(encoding="utf-8")
+    template = (ANSIBLE / "roles" / "gateway" / "templates" / "gateway.env.j2").read_text(encoding="utf-8")
+    for env, (var, jinja) in REBALANCE_ENV.items():
+        pattern = rf"\b{env}\s*=\s*tostring\(var\.{var}\)"
+        if not re.search(pattern, compute):
+            problem(f"terraform/modules/compute/main.tf: the gateway settings (gateway_env) must match {pattern!r}")
+        if f"{env}={jinja}" not in template:
+            problem(f"ansible/roles/gateway/templates/gateway.env.j2: needs the line {env}={jinja}")
+
+
 def main() -> int:
     tf = terraform_defaults()
     check_rules(tf)
@@ -381,6 +446,7 @@ def main() -> int:
     check_ansible(tf)
     check_durable(tf)
     check_resume_key()
+    check_rebalance_env()
     for p in problems:
         print(p)
     return 1 if problems else 0

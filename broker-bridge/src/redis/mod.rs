@@ -26,6 +26,7 @@
 //! destination of that glob, which filters exactly ([`Route::Pattern`]).
 //! Redis Cluster's sharded pub/sub has no patterns: see `docs/cluster.md`.
 
+mod fleet;
 pub mod link;
 mod metrics;
 mod publisher;
@@ -48,9 +49,10 @@ use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, Position, Publication, Replay,
-    Route, SubscriptionReady,
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, NodeLoad, Position, Publication,
+    Replay, Route, SubscriptionReady,
 };
+pub use fleet::fleet_key;
 use link::RedisLink;
 pub use metrics::RedisMetrics;
 pub use sessions::session_key;
@@ -300,18 +302,34 @@ impl Broker for RedisBroker {
         Box::pin(async move { sessions::claim(&link, key).await })
     }
 
+    fn replayable(&self, destination: &str) -> bool {
+        self.shared.options.durable.covers(destination)
+    }
+
     fn replay(
         &self,
         destination: &str,
         after: Position,
     ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
-        if !self.shared.options.durable.covers(destination) {
+        if !self.replayable(destination) {
             return None;
         }
         let (link, durable) = (self.link.clone(), self.shared.options.durable.clone());
         let destination = destination.to_string();
         Some(Box::pin(async move {
             sessions::replay(&link, &durable, &destination, after).await
+        }))
+    }
+
+    fn report_load(
+        &self,
+        load: NodeLoad,
+        ttl: Duration,
+    ) -> Option<BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>>> {
+        let key = fleet::fleet_key(&self.shared.options.channel_prefix);
+        let link = self.link.clone();
+        Some(Box::pin(async move {
+            fleet::report(&link, key, load, ttl).await
         }))
     }
 }

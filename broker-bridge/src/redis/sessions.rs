@@ -49,8 +49,12 @@ pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>
     Ok(state.map(Bytes::from))
 }
 
-/// Everything in `destination`'s recent stream after `after`; complete only
-/// if `after` itself is still there (so nothing between was trimmed).
+/// Everything in `destination`'s recent stream after `after`; complete
+/// when nothing after `after` can have been trimmed: an entry at or before
+/// `after` is still there (the stream is trimmed oldest first), or the
+/// stream never reached its cap. The second rule covers a position that
+/// names no entry (a handoff's lower bound for a subscription that had
+/// received nothing, see the gateway's resume) on a quiet destination.
 pub(super) async fn replay(
     link: &RedisLink,
     durable: &Durable,
@@ -58,16 +62,29 @@ pub(super) async fn replay(
     after: Position,
 ) -> Result<Replay, BrokerError> {
     let mut c = link.connection().await.map_err(unavailable)?;
-    let reply: Value = redis::cmd("XRANGE")
-        .arg(durable.recent_key(destination))
+    let key = durable.recent_key(destination);
+    let (range, before, len): (Value, Value, u64) = redis::pipe()
+        .cmd("XRANGE")
+        .arg(&key)
         .arg(after.to_string())
         .arg("+")
         .arg("COUNT")
         .arg(durable.recent_len() + 1)
+        .cmd("XREVRANGE")
+        .arg(&key)
+        .arg(after.to_string())
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("XLEN")
+        .arg(&key)
         .query_async(&mut c)
         .await
         .map_err(unavailable)?;
-    parse_range(reply, after)
+    let mut replay = parse_range(range, after)?;
+    let kept_older = matches!(before, Value::Array(ref entries) if !entries.is_empty());
+    replay.complete |= kept_older || len < durable.recent_len();
+    Ok(replay)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {

@@ -27,7 +27,7 @@ use crate::{
     message::{subscription_header, RESERVED_HEADERS, USER_ID_HEADER},
     metrics::CloseReason,
     node::Node,
-    outbound::{Delivery, Outbound},
+    outbound::{Delivery, Movability, Outbound},
     registry::{Restored, Subscriber},
     resume::{
         lost_header,
@@ -79,6 +79,13 @@ enum Phase {
     AwaitingConnect,
     Connected,
 }
+
+/// How far back a handoff's lower bound reaches for a subscription that
+/// has received nothing (see `Session::saved_state`): room for a message
+/// Redis already streamed but pub/sub had not yet brought to this node, and
+/// for clock skew between this node and Redis, whose clock stamps stream
+/// ids.
+const HANDOFF_LOOKBACK_MS: u64 = 2_000;
 
 /// One active subscription.
 struct Subscription {
@@ -169,7 +176,41 @@ impl Session {
 
     /// Handles one client frame, appending any reply to `out`.
     pub fn on_frame(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, StompError> {
-        self.dispatch(frame, out)
+        let command = frame.command;
+        let flow = self.dispatch(frame, out);
+        if matches!(
+            command,
+            Command::Connect | Command::Stomp | Command::Subscribe | Command::Unsubscribe
+        ) {
+            self.publish_movability();
+        }
+        flow
+    }
+
+    /// Tells the rebalancer (through the outbound queue it can see) how
+    /// well this session would survive a move to another node.
+    fn publish_movability(&self) {
+        let broker = &self.node.broker;
+        let movability = if !self.is_connected()
+            || !self.node.resume.offered_to(self.version)
+            || self.subscriptions.iter().any(|s| s.ack != AckMode::Auto)
+        {
+            Movability::Pinned
+        } else if self.subscriptions.iter().all(|s| {
+            !broker_bridge::pattern::is_wildcard(&s.destination)
+                && broker.replayable(&s.destination)
+        }) {
+            Movability::Lossless
+        } else {
+            Movability::Resumable
+        };
+        self.outbound.set_movability(movability);
+    }
+
+    /// Whether the session can still move to another node (a shed asked
+    /// for earlier may have been overtaken by a client-ack SUBSCRIBE).
+    pub fn is_movable(&self) -> bool {
+        self.outbound.movability() != Movability::Pinned
     }
 
     fn dispatch(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, StompError> {
@@ -306,6 +347,7 @@ impl Session {
             Resolution::Restore(plan) => self.restore(plan, out),
             Resolution::Failed(outcome) => self.resume_failed(outcome, out),
         }
+        self.publish_movability();
     }
 
     fn resume_failed(&mut self, outcome: Outcome, out: &mut BytesMut) {
@@ -444,8 +486,23 @@ impl Session {
         write_frame(out, &connected, self.version);
     }
 
-    /// The session as a resume would restore it now.
-    fn saved_state(&self) -> SessionState {
+    /// The session as a resume would restore it now. `flushed`: the node
+    /// is handing the client off (drain, rebalance) after writing out
+    /// everything queued for it.
+    ///
+    /// A subscription that has received nothing has no position, and a
+    /// resume elsewhere could not tell what it missed. After a flush that
+    /// means nothing reached it since it subscribed, so a durable
+    /// destination gets a lower bound instead: the stream position of
+    /// [`HANDOFF_LOOKBACK_MS`] ago. A replay from there may include a
+    /// message from just before the subscription (never delivered, so no
+    /// duplicate) and misses nothing.
+    fn saved_state(&self, flushed: bool) -> SessionState {
+        let lower_bound = Position {
+            ms: crate::resume::unix_ms().saturating_sub(HANDOFF_LOOKBACK_MS),
+            seq: 0,
+        };
+        let broker = &self.node.broker;
         SessionState {
             session: self.session_id.to_string(),
             node: self.node.id.to_string(),
@@ -453,12 +510,19 @@ impl Session {
             subscriptions: self
                 .subscriptions
                 .iter()
-                .map(|s| SavedSubscription {
-                    id: s.id.to_string(),
-                    destination: s.destination.to_string(),
-                    ack: s.ack.as_str().to_string(),
-                    position: s.last,
-                    ring: s.ring,
+                .map(|s| {
+                    let bounded = s.last.is_none()
+                        && flushed
+                        && !broker_bridge::pattern::is_wildcard(&s.destination)
+                        && broker.replayable(&s.destination);
+                    SavedSubscription {
+                        id: s.id.to_string(),
+                        destination: s.destination.to_string(),
+                        ack: s.ack.as_str().to_string(),
+                        position: if bounded { Some(lower_bound) } else { s.last },
+                        // No ring holds the bound; the stream vouches.
+                        ring: if bounded { 0 } else { s.ring },
+                    }
                 })
                 .collect(),
         }
@@ -475,7 +539,7 @@ impl Session {
             .config
             .max_header_line
             .saturating_sub(TOKEN_HEADER.len() + 1);
-        Some(self.node.resume.handoff_token(&self.saved_state(), max))
+        Some(self.node.resume.handoff_token(&self.saved_state(true), max))
     }
 
     /// Checks CONNECT's `login`/`passcode` when authentication is required
@@ -837,7 +901,8 @@ impl Session {
     /// first: its destinations stay subscribed through holds, so their
     /// rings keep every message until the client comes back or the window
     /// passes; and its state goes to Redis for another node. A draining
-    /// node parks in Redis only: it is going away.
+    /// node parks in Redis only: it is going away; so does a rebalancing
+    /// one, which moved the client on purpose.
     pub fn close(&mut self, reason: CloseReason) {
         self.outbound.close();
         let resume = &self.node.resume;
@@ -851,9 +916,15 @@ impl Session {
                     | CloseReason::Timeout
                     | CloseReason::SlowConsumer
                     | CloseReason::Drain
+                    | CloseReason::Rebalance
             );
-        let state = park.then(|| self.saved_state());
-        let local = park && reason != CloseReason::Drain;
+        // Drain and rebalance closes come after the flush (see
+        // `handoff_token`).
+        let flushed = matches!(reason, CloseReason::Drain | CloseReason::Rebalance);
+        let state = park.then(|| self.saved_state(flushed));
+        // A draining node is going away, and a rebalancing one wants the
+        // client elsewhere: neither keeps holds for it.
+        let local = park && !matches!(reason, CloseReason::Drain | CloseReason::Rebalance);
         let mut holds = Vec::new();
         for subscription in std::mem::take(&mut self.subscriptions) {
             if local && !broker_bridge::pattern::is_wildcard(&subscription.destination) {

@@ -34,9 +34,9 @@ pub fn current<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
-/// The `Set-Cookie` for the upgrade response; `None` when `name` is empty
-/// (no cookie configured).
-pub fn set_cookie(request: &HeaderMap, name: &str, tls: bool) -> Option<HeaderValue> {
+/// The cookie's value and the `Set-Cookie` for the upgrade response;
+/// `None` when `name` is empty (no cookie configured).
+pub fn set_cookie(request: &HeaderMap, name: &str, tls: bool) -> Option<(String, HeaderValue)> {
     if name.is_empty() {
         return None;
     }
@@ -44,16 +44,41 @@ pub fn set_cookie(request: &HeaderMap, name: &str, tls: bool) -> Option<HeaderVa
         Some(v) => v.to_string(),
         None => random_value(),
     };
+    let cookie = format!(
+        "{name}={value}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
+        secure_attribute(request, tls)
+    );
+    let header = HeaderValue::from_str(&cookie).ok()?;
+    Some((value, header))
+}
+
+/// A `Set-Cookie` that deletes the cookie, for a client the node wants
+/// balanced elsewhere (see [`crate::rebalance::bounce`]): without it the
+/// load balancer's stickiness no longer applies.
+pub fn clear_cookie(request: &HeaderMap, name: &str, tls: bool) -> Option<HeaderValue> {
+    if name.is_empty() {
+        return None;
+    }
+    let cookie = format!(
+        "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        secure_attribute(request, tls)
+    );
+    HeaderValue::from_str(&cookie).ok()
+}
+
+/// `; Secure` when the client came over TLS (to this node, or to the load
+/// balancer in front of it).
+fn secure_attribute(request: &HeaderMap, tls: bool) -> &'static str {
     let secure = tls
         || request
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{name}={value}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
-        if secure { "; Secure" } else { "" }
-    );
-    HeaderValue::from_str(&cookie).ok()
+    if secure {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 fn random_value() -> String {
@@ -80,29 +105,36 @@ mod tests {
 
     #[test]
     fn keeps_an_existing_value_and_makes_one_up_otherwise() {
-        let kept = set_cookie(
+        let (value, kept) = set_cookie(
             &request(Some("a=1; GW_AFFINITY=abc123; b=2"), None),
             "GW_AFFINITY",
             false,
         )
         .unwrap();
+        assert_eq!(value, "abc123");
         assert_eq!(
             kept.to_str().unwrap(),
             "GW_AFFINITY=abc123; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"
         );
-        let fresh = set_cookie(&request(None, Some("https")), "GW_AFFINITY", false).unwrap();
+        let (value, fresh) =
+            set_cookie(&request(None, Some("https")), "GW_AFFINITY", false).unwrap();
         let fresh = fresh.to_str().unwrap();
-        let value = fresh
-            .strip_prefix("GW_AFFINITY=")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap();
         assert_eq!(value.len(), 32);
+        assert!(fresh.starts_with(&format!("GW_AFFINITY={value};")));
         assert!(fresh.ends_with("; Secure"));
-        let other = set_cookie(&request(None, None), "GW_AFFINITY", false).unwrap();
-        assert_ne!(other.to_str().unwrap(), fresh, "values are random");
+        let (other, _) = set_cookie(&request(None, None), "GW_AFFINITY", false).unwrap();
+        assert_ne!(other, value, "values are random");
         assert!(set_cookie(&request(None, None), "", false).is_none());
+    }
+
+    #[test]
+    fn clearing_expires_the_cookie_at_once() {
+        let cleared = clear_cookie(&request(None, None), "GW_AFFINITY", true).unwrap();
+        assert_eq!(
+            cleared.to_str().unwrap(),
+            "GW_AFFINITY=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(clear_cookie(&request(None, None), "", false).is_none());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! hands upgraded WebSocket connections to [`crate::connection::run`].
 //!
 //! Routes: `GET /ws` (WebSocket upgrade, STOMP subprotocols), `GET /healthz`
-//! (liveness); anything else is 404.
+//! (liveness), `GET /readyz` (readiness), and the admin routes `GET
+//! /metrics` and `GET /fleet` (keep those off the internet); anything else
+//! is 404.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -146,6 +148,7 @@ fn route_get(req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Respo
         "/healthz" => json(StatusCode::OK, r#"{"status":"alive"}"#.to_string()),
         "/readyz" => readiness(&node),
         "/metrics" => metrics(&node),
+        "/fleet" => fleet(&node),
         "/" => asset(DEMO_PAGE, "text/html; charset=utf-8"),
         "/stomp.umd.min.js" => asset(STOMPJS, "text/javascript; charset=utf-8"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -203,6 +206,7 @@ fn readiness(node: &Node) -> Response<Body> {
 
 fn metrics(node: &Node) -> Response<Body> {
     node.resume.metrics.refresh(node.registry.rings());
+    node.rebalance.refresh_metrics();
     let body = node.metrics.render(
         node.registry.subscription_count(),
         node.registry.destination_count(),
@@ -212,6 +216,13 @@ fn metrics(node: &Node) -> Response<Body> {
         "text/plain; version=0.0.4; charset=utf-8",
         body,
     )
+}
+
+/// `/fleet`: this node's view of the fleet and what its rebalancer does.
+fn fleet(node: &Node) -> Response<Body> {
+    let report = node.rebalance.report_json(node);
+    let body = serde_json::to_string(&report).unwrap_or_default();
+    json(StatusCode::OK, body)
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {
@@ -232,7 +243,18 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
             let reason = refusal.reason();
             node.metrics.upgrade_rejected(reason);
             tracing::debug!(%peer, reason = reason.as_str(), "upgrade refused");
-            return refusal.response();
+            let mut response = refusal.response();
+            if let Refusal::Rebalance = refusal {
+                let cleared = super::affinity::clear_cookie(
+                    req.headers(),
+                    &node.config.affinity_cookie,
+                    node.config.tls_cert.is_some(),
+                );
+                if let Some(cleared) = cleared {
+                    response.headers_mut().append(SET_COOKIE, cleared);
+                }
+            }
+            return response;
         }
     };
     let subprotocol = select_subprotocol(&req);
@@ -241,6 +263,10 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
         &node.config.affinity_cookie,
         node.config.tls_cert.is_some(),
     );
+    let mut admission = admission;
+    admission.affinity = cookie
+        .as_ref()
+        .map_or(0, |(value, _)| node.rebalance.bounces.fingerprint(value));
     // Take hyper's upgrade handle ourselves before fastwebsockets validates
     // the request and builds the 101 response: its own upgrade future would
     // wrap the socket in a `WebSocket` that allocates an 8 KiB read buffer we
@@ -293,7 +319,7 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
             .headers_mut()
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
     }
-    if let Some(cookie) = cookie {
+    if let Some((_, cookie)) = cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
@@ -326,6 +352,8 @@ impl Launch {
 /// Why an upgrade gets an HTTP error instead of its 101.
 enum Refusal {
     Origin,
+    /// A client this node shed, back with its stickiness cookie.
+    Rebalance,
     Capacity,
     PerIp,
     Unauthorized(AuthError),
@@ -335,6 +363,7 @@ impl Refusal {
     fn reason(&self) -> UpgradeRejection {
         match self {
             Refusal::Origin => UpgradeRejection::Origin,
+            Refusal::Rebalance => UpgradeRejection::Rebalance,
             Refusal::Capacity => UpgradeRejection::Capacity,
             Refusal::PerIp => UpgradeRejection::PerIp,
             Refusal::Unauthorized(_) => UpgradeRejection::Unauthorized,
@@ -347,6 +376,13 @@ impl Refusal {
                 StatusCode::FORBIDDEN,
                 None,
                 "origin not allowed\n".to_string(),
+            ),
+            // The client retries at once; without the cookie (cleared by
+            // the caller) the load balancer may pick any node.
+            Refusal::Rebalance => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(("retry-after", "0")),
+                "this node is rebalancing: reconnect without its affinity cookie\n".to_string(),
             ),
             // 503 lets a load balancer retry the client on another node.
             Refusal::Capacity => (
@@ -384,6 +420,10 @@ fn admit<B>(req: &Request<B>, node: &Node, peer: SocketAddr) -> Result<Admission
     if !security.origins.allows(header("origin"), header("host")) {
         return Err(Refusal::Origin);
     }
+    let cookie = super::affinity::current(req.headers(), &node.config.affinity_cookie);
+    if cookie.is_some_and(|value| node.rebalance.bounce(value)) {
+        return Err(Refusal::Rebalance);
+    }
     if !node.has_capacity() {
         return Err(Refusal::Capacity);
     }
@@ -409,7 +449,11 @@ fn admit<B>(req: &Request<B>, node: &Node, peer: SocketAddr) -> Result<Admission
         }
         _ => None,
     };
-    Ok(Admission { principal, ip_slot })
+    Ok(Admission {
+        principal,
+        ip_slot,
+        affinity: 0,
+    })
 }
 
 /// The best STOMP subprotocol the client offered, if any.

@@ -353,6 +353,14 @@ impl Client {
 
     /// The next STOMP frame, or `None` once the server closed.
     pub async fn next_frame(&mut self) -> Option<Frame> {
+        self.next_frame_within(WAIT)
+            .await
+            .expect("timed out waiting for a websocket message")
+    }
+
+    /// Like [`Client::next_frame`] with a caller-chosen wait for each
+    /// WebSocket message; `Err` on timeout.
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Result<Option<Frame>, ()> {
         loop {
             while let Some(item) = self
                 .decoder
@@ -360,13 +368,15 @@ impl Client {
                 .expect("server sent valid STOMP")
             {
                 if let Item::Frame(f) = item {
-                    return Some(f);
+                    return Ok(Some(f));
                 }
             }
-            let m = self.message().await?;
+            let Some(m) = self.message_within(wait).await? else {
+                return Ok(None);
+            };
             match m.opcode {
                 OP_TEXT | OP_BINARY => self.stomp.extend_from_slice(&m.payload),
-                OP_CLOSE => return None,
+                OP_CLOSE => return Ok(None),
                 _ => {}
             }
         }

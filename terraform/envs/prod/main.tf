@@ -121,6 +121,11 @@ module "compute" {
   gateway_affinity_cookie        = var.gateway_affinity_cookie
   gateway_resume_window_ms       = var.gateway_resume_window_ms
   gateway_resume_key_secret_arn  = module.data.gateway_resume_key_secret_arn
+  gateway_rebalance              = var.gateway_rebalance
+  gateway_rebalance_margin       = var.gateway_rebalance_margin
+  gateway_rebalance_rate         = var.gateway_rebalance_rate
+  gateway_rebalance_interval_ms  = var.gateway_rebalance_interval_ms
+  gateway_fleet_report_ms        = var.gateway_fleet_report_ms
   gateway_lifecycle_hook_seconds = var.gateway_lifecycle_hook_seconds
   gateway_min_size               = var.gateway_min_size
   gateway_max_size               = var.gateway_max_size

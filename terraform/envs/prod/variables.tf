@@ -220,6 +220,66 @@ variable "gateway_resume_window_ms" {
   }
 }
 
+# --- rebalancing after scale-out -------------------------------------------------------
+# Literal defaults (the gateway's own): scripts/check-infra compares them
+# with ansible/group_vars/gateway.yml. docs/operations.md, "Rebalancing after
+# scale-out", explains how to choose them.
+
+variable "gateway_rebalance" {
+  description = "Gateway --rebalance (GATEWAY_REBALANCE): a node holding more than its fair share of the fleet's connections plus the margin (after a scale-out: stickiness keeps clients on the old nodes) sheds a few resumable connections per interval, with a resume token, and answers each shed client's next upgrade 503 with its GW_AFFINITY cookie cleared, so that the ALB places the retry on any node. false: never shed (the fleet view, /fleet and the gateway_fleet_* metrics stay)."
+  type        = bool
+  default     = true
+}
+
+variable "gateway_rebalance_margin" {
+  description = "Gateway --rebalance-margin (GATEWAY_REBALANCE_MARGIN): a node starts shedding when it holds more than its fair share by more than this fraction of it (at least 100 connections, --rebalance-min-margin). Adding k nodes to N triggers shedding when k/N exceeds it: with 0.1, one node added to up to 9."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.gateway_rebalance_margin >= 0 && var.gateway_rebalance_margin <= 1
+    error_message = "The rebalance margin is a fraction of the fair share between 0 and 1."
+  }
+}
+
+variable "gateway_rebalance_rate" {
+  description = "Gateway --rebalance-rate (GATEWAY_REBALANCE_RATE): fraction of a shedding node's connections closed per interval (at least one). 0.01 every 10 s is about 6 % a minute; each shed client reconnects and resumes on some node, so the rate is the reconnect load rebalancing adds."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.gateway_rebalance_rate > 0 && var.gateway_rebalance_rate <= 0.1
+    error_message = "The rebalance rate must be above 0 and at most 0.1 (10 % of a node's connections per interval is a reconnect storm)."
+  }
+}
+
+variable "gateway_rebalance_interval_ms" {
+  description = "Gateway --rebalance-interval-ms (GATEWAY_REBALANCE_INTERVAL_MS): time between two shedding rounds of a node above its share. At least 2 x gateway_fleet_report_ms, so that each round sees the loads after the previous one."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.gateway_rebalance_interval_ms >= 1000 && floor(var.gateway_rebalance_interval_ms) == var.gateway_rebalance_interval_ms
+    error_message = "The rebalance interval must be a whole number of milliseconds, at least 1000."
+  }
+
+  validation {
+    condition     = var.gateway_rebalance_interval_ms >= 2 * var.gateway_fleet_report_ms
+    error_message = "gateway_rebalance_interval_ms must be at least 2 x gateway_fleet_report_ms."
+  }
+}
+
+variable "gateway_fleet_report_ms" {
+  description = "Gateway --fleet-report-ms (GATEWAY_FLEET_REPORT_MS): how often each node reports its load to the fleet view in Redis (one small script per node). A report expires after 3 x this; a node whose own last successful report is older than that holds shedding (held_stale)."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.gateway_fleet_report_ms >= 1000 && floor(var.gateway_fleet_report_ms) == var.gateway_fleet_report_ms
+    error_message = "The fleet report interval must be a whole number of milliseconds, at least 1000."
+  }
+}
+
 # --- the gateway's security settings ----------------------------------------------------
 # Literal defaults too: scripts/check-infra compares the limits and vpc_cidr
 # with ansible/group_vars/gateway.yml. TLS terminates at the ALB (module edge),

@@ -35,6 +35,11 @@ locals {
     GATEWAY_DRAIN_WINDOW_MS        = tostring(var.gateway_drain_window_seconds * 1000)
     GATEWAY_AFFINITY_COOKIE        = var.gateway_affinity_cookie
     GATEWAY_RESUME_WINDOW_MS       = tostring(var.gateway_resume_window_ms)
+    GATEWAY_REBALANCE              = tostring(var.gateway_rebalance)
+    GATEWAY_REBALANCE_MARGIN       = tostring(var.gateway_rebalance_margin)
+    GATEWAY_REBALANCE_RATE         = tostring(var.gateway_rebalance_rate)
+    GATEWAY_REBALANCE_INTERVAL_MS  = tostring(var.gateway_rebalance_interval_ms)
+    GATEWAY_FLEET_REPORT_MS        = tostring(var.gateway_fleet_report_ms)
     GATEWAY_MAX_CONNECTIONS        = tostring(var.gateway_max_connections)
     GATEWAY_MAX_CONNECTIONS_PER_IP = tostring(var.gateway_max_connections_per_ip)
     GATEWAY_MAX_FRAME_RATE         = tostring(var.gateway_max_frame_rate)

@@ -250,6 +250,56 @@ variable "gateway_resume_window_ms" {
   }
 }
 
+variable "gateway_rebalance" {
+  description = "GATEWAY_REBALANCE: shed connections while the node holds more than its fair share of the fleet's connections (docs/operations.md, Rebalancing after scale-out). false: never shed; the fleet view and its metrics stay."
+  type        = bool
+  default     = true
+}
+
+variable "gateway_rebalance_margin" {
+  description = "GATEWAY_REBALANCE_MARGIN: start shedding above the fair share by more than this fraction of it (at least --rebalance-min-margin connections)."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.gateway_rebalance_margin >= 0
+    error_message = "The rebalance margin cannot be negative."
+  }
+}
+
+variable "gateway_rebalance_rate" {
+  description = "GATEWAY_REBALANCE_RATE: fraction of a shedding node's connections closed per interval (at least one)."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.gateway_rebalance_rate > 0 && var.gateway_rebalance_rate <= 1
+    error_message = "The rebalance rate must be above 0 and at most 1."
+  }
+}
+
+variable "gateway_rebalance_interval_ms" {
+  description = "GATEWAY_REBALANCE_INTERVAL_MS: time between two shedding rounds."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.gateway_rebalance_interval_ms > 0 && floor(var.gateway_rebalance_interval_ms) == var.gateway_rebalance_interval_ms
+    error_message = "The rebalance interval must be a whole, positive number of milliseconds."
+  }
+}
+
+variable "gateway_fleet_report_ms" {
+  description = "GATEWAY_FLEET_REPORT_MS: how often the node reports its load to the fleet view in Redis; a report expires after 3 x this."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.gateway_fleet_report_ms > 0 && floor(var.gateway_fleet_report_ms) == var.gateway_fleet_report_ms
+    error_message = "The fleet report interval must be a whole, positive number of milliseconds."
+  }
+}
+
 variable "gateway_extra_env" {
   description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }. GATEWAY_MAX_FRAME_BYTES, GATEWAY_DESTINATION_PREFIX and GATEWAY_REDIS_CHANNEL_PREFIX are passed on to the api too (API_MAX_BODY_BYTES, API_DESTINATION_PREFIX, API_CHANNEL_PREFIX). Durable destinations need Redis without GATEWAY_REDIS_SHARDED."
   type        = map(string)
@@ -268,6 +318,11 @@ variable "gateway_extra_env" {
   validation {
     condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_RESUME_WINDOW_MS", "GATEWAY_RESUME_KEY", "GATEWAY_RESUME_KEY_FILE"])) == 0
     error_message = "Set the resume window with gateway_resume_window_ms; the resume key comes from Secrets Manager (gateway_resume_key_secret_arn), never from gateway_extra_env."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_REBALANCE", "GATEWAY_REBALANCE_MARGIN", "GATEWAY_REBALANCE_RATE", "GATEWAY_REBALANCE_INTERVAL_MS", "GATEWAY_FLEET_REPORT_MS"])) == 0
+    error_message = "Set rebalancing with gateway_rebalance, gateway_rebalance_margin, gateway_rebalance_rate, gateway_rebalance_interval_ms and gateway_fleet_report_ms, not gateway_extra_env."
   }
 }
 
