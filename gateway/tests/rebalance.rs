@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use stomp::{Command, Frame};
+use stomp::Command;
 use support::{
     http_get,
     nginx::Nginx,
@@ -319,12 +319,7 @@ async fn chat_client(
     let reconnect_delay = Duration::from_millis(100 + (index as u64 * 37) % 200);
     let mut announced = false;
     loop {
-        let header = cookie.as_ref().map(|c| format!("{COOKIE}={c}"));
-        let mut headers = vec![("Sec-WebSocket-Protocol", "v12.stomp")];
-        if let Some(h) = &header {
-            headers.push(("Cookie", h));
-        }
-        let mut c = match Client::open_with_headers(via, &headers).await {
+        let mut c = match Client::open_sticky(via, COOKIE, cookie.as_deref()).await {
             Ok(c) => c,
             Err(head) => {
                 if head.starts_with("HTTP/1.1 503") {
@@ -342,16 +337,8 @@ async fn chat_client(
         };
         cookie = c.cookie(COOKIE).or(cookie);
         let positions = position.as_ref().map(|p| format!("fleet={p}"));
-        let mut connect = Frame::new(Command::Connect)
-            .with_header("accept-version", "1.2")
-            .with_header("heart-beat", "0,0");
-        if let Some(t) = &token {
-            connect = connect.with_header("resume-token", t);
-        }
-        if let Some(p) = &positions {
-            connect = connect.with_header("resume-positions", p);
-        }
-        c.send_frame(&connect).await;
+        c.send_resume_connect(token.as_deref(), positions.as_deref())
+            .await;
         let Ok(Some(connected)) = c.next_frame_within(Duration::from_secs(30)).await else {
             sleep(reconnect_delay).await;
             continue;

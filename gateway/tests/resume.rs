@@ -341,15 +341,11 @@ async fn nginx_cookie_hash_brings_reconnects_back_to_the_same_node() {
             .cookie("GW_AFFINITY")
             .expect("the upgrade sets the affinity cookie");
         drop(first);
-        let header = format!("GW_AFFINITY={cookie}");
         let mut nodes = Vec::new();
         for _ in 0..5 {
-            let mut c = Client::open_with_headers(
-                nginx.addr,
-                &[("Sec-WebSocket-Protocol", "v12.stomp"), ("Cookie", &header)],
-            )
-            .await
-            .unwrap();
+            let mut c = Client::open_sticky(nginx.addr, "GW_AFFINITY", Some(&cookie))
+                .await
+                .unwrap();
             assert_eq!(
                 c.cookie("GW_AFFINITY").as_deref(),
                 Some(cookie.as_str()),
@@ -525,12 +521,7 @@ async fn resuming_subscriber(
     let mut position: Option<String> = None;
     let mut cookie: Option<String> = None;
     loop {
-        let header = cookie.as_ref().map(|c| format!("GW_AFFINITY={c}"));
-        let mut headers = vec![("Sec-WebSocket-Protocol", "v12.stomp")];
-        if let Some(h) = &header {
-            headers.push(("Cookie", h));
-        }
-        let mut c = match Client::open_with_headers(via, &headers).await {
+        let mut c = match Client::open_sticky(via, "GW_AFFINITY", cookie.as_deref()).await {
             Ok(c) => c,
             Err(_) => {
                 sleep(Duration::from_millis(50)).await;
@@ -539,18 +530,8 @@ async fn resuming_subscriber(
         };
         cookie = c.cookie("GW_AFFINITY").or(cookie);
         let positions = position.as_ref().map(|p| format!("roll={p}"));
-        let mut connect = vec![("accept-version", "1.2"), ("heart-beat", "0,0")];
-        if let Some(t) = &token {
-            connect.push(("resume-token", t));
-        }
-        if let Some(p) = &positions {
-            connect.push(("resume-positions", p));
-        }
-        let mut f = Frame::new(Command::Connect);
-        for (k, v) in &connect {
-            f = f.with_header(*k, *v);
-        }
-        c.send_frame(&f).await;
+        c.send_resume_connect(token.as_deref(), positions.as_deref())
+            .await;
         let Some(connected) = c.next_frame().await else {
             continue;
         };

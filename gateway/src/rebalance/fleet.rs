@@ -58,10 +58,11 @@ impl Summary {
 }
 
 /// What the rebalancer is doing, as `/fleet` and the state metric show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum State {
     /// Turned off (`--rebalance false`), or no fleet to balance against
-    /// (embedded broker, sharded mode).
+    /// (embedded broker, sharded mode); also before the first decision.
+    #[default]
     Off,
     /// Within the margin (or below the fair share).
     Balanced,

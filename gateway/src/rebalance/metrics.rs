@@ -71,9 +71,7 @@ impl RebalanceMetrics {
                 "Upgrades of shed clients answered 503 with their stickiness cookie cleared",
             ),
         };
-        for state in State::ALL {
-            metrics.state.with_label_values(&[state.as_str()]).set(0);
-        }
+        metrics.state(State::default());
         metrics.node_connections.with_label_values(&[node]).set(0);
         metrics.labelled.lock().push(node.to_string());
         for collector in [

@@ -60,7 +60,7 @@ struct View {
     reported_at: Option<Instant>,
     /// The broker keeps a fleet view (cluster mode, classic pub/sub).
     clustered: bool,
-    state: Option<State>,
+    state: State,
     /// Why the last report failed, logged once per outage.
     failing: bool,
 }
@@ -172,7 +172,7 @@ impl Rebalance {
                 shed: 0,
             }
         } else {
-            let was_shedding = view.state == Some(State::Shedding);
+            let was_shedding = view.state == State::Shedding;
             decide(
                 view.summary.as_ref(),
                 stale,
@@ -181,14 +181,14 @@ impl Rebalance {
                 &self.policy,
             )
         };
-        if view.state != Some(decision.state) {
+        if view.state != decision.state {
             tracing::info!(
                 state = decision.state.as_str(),
                 connections = connections(node),
                 fair_share = view.summary.as_ref().map(|s| s.fair_share),
                 "rebalance state"
             );
-            view.state = Some(decision.state);
+            view.state = decision.state;
             self.metrics.state(decision.state);
         }
         decision
@@ -235,7 +235,7 @@ impl Rebalance {
         let s = summary.as_ref();
         FleetReport {
             node: node.id.to_string(),
-            state: view.state.unwrap_or(State::Off).as_str(),
+            state: view.state.as_str(),
             enabled: self.enabled,
             view_age_ms: view.reported_at.map(|at| at.elapsed().as_millis() as u64),
             nodes: s.map_or(0, |s| s.nodes),

@@ -237,7 +237,7 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
     }
-    let admission = match admit(&req, &node, peer) {
+    let mut admission = match admit(&req, &node, peer) {
         Ok(admission) => admission,
         Err(refusal) => {
             let reason = refusal.reason();
@@ -263,7 +263,6 @@ fn upgrade(mut req: Request<Incoming>, node: Arc<Node>, peer: SocketAddr) -> Res
         &node.config.affinity_cookie,
         node.config.tls_cert.is_some(),
     );
-    let mut admission = admission;
     admission.affinity = cookie
         .as_ref()
         .map_or(0, |(value, _)| node.rebalance.bounces.fingerprint(value));

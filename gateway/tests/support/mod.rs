@@ -163,6 +163,36 @@ impl Client {
         .map_err(|_| "upgrade timeout".to_string())?
     }
 
+    /// Opens a STOMP 1.2 WebSocket as a browser behind a sticky load
+    /// balancer would: sending cookie `name` when the client has a value.
+    pub async fn open_sticky(
+        via: SocketAddr,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<Client, String> {
+        let cookie = value.map(|v| format!("{name}={v}"));
+        let mut headers = vec![("Sec-WebSocket-Protocol", "v12.stomp")];
+        if let Some(c) = &cookie {
+            headers.push(("Cookie", c));
+        }
+        Client::open_with_headers(via, &headers).await
+    }
+
+    /// Sends a STOMP 1.2 CONNECT without heart-beats, presenting a resume
+    /// token and the client's own positions when it has them.
+    pub async fn send_resume_connect(&mut self, token: Option<&str>, positions: Option<&str>) {
+        let mut connect = Frame::new(Command::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("heart-beat", "0,0");
+        if let Some(t) = token {
+            connect = connect.with_header("resume-token", t);
+        }
+        if let Some(p) = positions {
+            connect = connect.with_header("resume-positions", p);
+        }
+        self.send_frame(&connect).await;
+    }
+
     /// The value the upgrade response set for cookie `name`.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.response_head.lines().find_map(|l| {
