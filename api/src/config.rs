@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{parser::ValueSource, CommandFactory, FromArgMatches, Parser, Subcommand};
-use gateway::config::{LogFormat, Secret};
+use auth::Secret;
+use clap::{parser::ValueSource, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
 /// The thin REST service of the STOMP gateway cluster: persists durable
@@ -172,6 +172,14 @@ pub struct Config {
 }
 
 /// What to do; with none, serve.
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the REST API and the stream consumer (the default).

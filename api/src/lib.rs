@@ -35,7 +35,7 @@ pub enum StartError {
     #[error("invalid redis url: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("security settings: {0}")]
-    Security(#[from] gateway::security::SecurityError),
+    Security(#[from] ::auth::LoadError),
     #[error("binding {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }

@@ -1,8 +1,8 @@
 //! `api`: serve (default) or `api migrate`.
 
 use anyhow::Context;
+use api::config::LogFormat;
 use api::{config::Command, Api, Config};
-use gateway::config::LogFormat;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

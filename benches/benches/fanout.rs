@@ -8,10 +8,8 @@ use broker_bridge::{DeliverySink, Publication, Route};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway::{
-    fanout::Fanout,
+    hub::{Fanout, Outbound, Registry, Subscriber},
     metrics::Metrics,
-    outbound::Outbound,
-    registry::{Registry, Subscriber},
 };
 
 const SUBSCRIBERS: usize = 10_000;

@@ -8,7 +8,7 @@ use std::{
     },
 };
 
-use crate::{Broker, BrokerError, DeliverySink, Position, Publication, Route};
+use crate::{Broker, BrokerError, DeliverySink, Position, Publication, Route, SessionStore};
 
 /// Stripes of the per-destination publish lock.
 const STRIPES: usize = 64;
@@ -57,6 +57,9 @@ impl Broker for EmbeddedBroker {
 
     fn unsubscribe(&self, _destination: &str) {}
 }
+
+/// A fleet of one keeps nothing beyond the node's own memory.
+impl SessionStore for EmbeddedBroker {}
 
 #[cfg(test)]
 mod tests {

@@ -7,9 +7,15 @@
 //! [`Broker::unsubscribe`], so a clustered broker can hold one upstream
 //! subscription per destination per node instead of one per client.
 //!
+//! Three narrow interfaces, so each part of a node holds only what it uses:
+//! [`Broker`] (publish and interest: the live fan-out), [`SessionStore`]
+//! (parked sessions and durable replay: resume) and [`FleetView`] (every
+//! node's load: rebalancing).
+//!
 //! [`EmbeddedBroker`] is the single-node implementation: publishing is a
-//! direct, synchronous call into the sink. A Redis implementation plugs in
-//! behind the same trait.
+//! direct, synchronous call into the sink, and it keeps no sessions.
+//! [`RedisBroker`] implements all three over Redis pub/sub, streams and a
+//! fleet hash; [`ShardedRedisBroker`] the first over sharded pub/sub.
 
 pub mod durable;
 mod embedded;
@@ -98,12 +104,23 @@ pub trait Broker: Send + Sync + 'static {
     fn unavailable_for(&self) -> Option<Duration> {
         None
     }
+}
 
+/// What any node can recover of a session that ended elsewhere: parked
+/// session states and the recent messages of durable destinations.
+///
+/// Every method has a "keeps nothing" default: the embedded broker (a
+/// fleet of one, whose own memory is all there is) and sharded mode
+/// implement it empty.
+pub trait SessionStore: Send + Sync + 'static {
     /// Keeps a resumable session's state for `ttl` where any node can take
-    /// it ([`Broker::claim_session`]). Fire and forget: a failure only means
-    /// the session can resume on this node alone. The embedded broker keeps
-    /// nothing (the node's own memory is all there is).
+    /// it ([`SessionStore::claim_session`]). Fire and forget: a failure
+    /// only means the session can resume on this node alone.
     fn park_session(&self, _session: &str, _state: Bytes, _ttl: Duration) {}
+
+    /// Removes a parked session's state that is no longer needed (it
+    /// resumed on the node that parked it). Fire and forget, as parking.
+    fn discard_session(&self, _session: &str) {}
 
     /// Takes a parked session's state, so it resumes at most once.
     fn claim_session(
@@ -129,21 +146,22 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
         None
     }
-
-    /// Tells the cluster this node's load, live for `ttl`, and returns the
-    /// load of every node still reporting (this one included). `None` when
-    /// the broker keeps no fleet view: the embedded broker is a fleet of
-    /// one, and sharded mode has no cross-node resume to move clients with.
-    fn report_load(
-        &self,
-        _load: NodeLoad,
-        _ttl: Duration,
-    ) -> Option<BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>>> {
-        None
-    }
 }
 
-/// What [`Broker::replay`] found.
+/// The fleet view: every node's load, for rebalancing. Only the Redis
+/// broker keeps one (the embedded broker is a fleet of one, and sharded
+/// mode has no cross-node resume to move clients with).
+pub trait FleetView: Send + Sync + 'static {
+    /// Tells the cluster this node's load, live for `ttl`, and returns the
+    /// load of every node still reporting (this one included).
+    fn report_load(
+        &self,
+        load: NodeLoad,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>>;
+}
+
+/// What [`SessionStore::replay`] found.
 #[derive(Debug, Default)]
 pub struct Replay {
     /// True when the start position is still kept, so `publications` is

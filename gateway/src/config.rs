@@ -7,7 +7,8 @@
 
 use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{parser::ValueSource, CommandFactory, FromArgMatches, Parser, ValueEnum};
+pub use auth::Secret;
+use clap::{parser::ValueSource, Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use thiserror::Error;
 
 /// How MESSAGE frames are carried in WebSocket frames.
@@ -33,24 +34,6 @@ pub enum TokenExpiry {
     /// Let the connection live until it ends; tokens are checked only at
     /// CONNECT.
     Allow,
-}
-
-/// A secret setting: never printed, not even by `{:?}` of the config.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
 }
 
 /// Log line format.
@@ -80,6 +63,43 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_NODE_ID")]
     pub node_id: Option<String>,
 
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    pub resume: ResumeConfig,
+
+    #[command(flatten)]
+    pub fleet: FleetConfig,
+
+    #[command(flatten)]
+    pub session: SessionConfig,
+
+    #[command(flatten)]
+    pub connection: ConnectionConfig,
+
+    #[command(flatten)]
+    pub drain: DrainConfig,
+
+    #[command(flatten)]
+    pub security: SecurityConfig,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
+    /// Log format.
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing's env-filter syntax); RUST_LOG overrides it.
+    #[arg(long, env = "GATEWAY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Cluster membership through Redis, and durable destinations.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterConfig {
     /// Redis URL that makes this node a cluster member
     /// (`redis://host:6379`, or `rediss://:token@host:6379` for TLS and AUTH
     /// as ElastiCache uses). Without it the node runs alone with the
@@ -120,7 +140,12 @@ pub struct Config {
     /// it for the longest api outage to survive.
     #[arg(long, env = "GATEWAY_DURABLE_MAX_LEN", default_value_t = broker_bridge::durable::DEFAULT_MAX_LEN)]
     pub durable_max_len: u64,
+}
 
+/// Resume: session windows, replay rings, tokens and the stickiness cookie.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Resume")]
+pub struct ResumeConfig {
     /// How long after a connection ends its session can still be resumed
     /// (its subscriptions and missed messages restored; docs/resume.md).
     /// 0 turns resume off: no `resume-token` is issued.
@@ -159,7 +184,12 @@ pub struct Config {
     /// is kept when the client already has one. Empty: no cookie.
     #[arg(long, env = "GATEWAY_AFFINITY_COOKIE", default_value = "GW_AFFINITY")]
     pub affinity_cookie: String,
+}
 
+/// The fleet view and rebalancing after scale-out.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rebalancing")]
+pub struct FleetConfig {
     /// Move clients off this node when it holds more than its fair share
     /// of the fleet's connections (after a scale-out; docs/operations.md,
     /// "Rebalancing"). Needs `--redis-url` without `--redis-sharded`.
@@ -192,7 +222,12 @@ pub struct Config {
     /// is older than that holds its shedding.
     #[arg(long, env = "GATEWAY_FLEET_REPORT_MS", default_value_t = 5_000)]
     pub fleet_report_ms: u64,
+}
 
+/// What a STOMP session allows: destinations, heart-beats, frame limits, subscriptions, acknowledgements, transactions.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "STOMP sessions")]
+pub struct SessionConfig {
     /// Destination prefixes clients may SEND and SUBSCRIBE to (repeatable).
     #[arg(
         long = "destination-prefix",
@@ -212,21 +247,6 @@ pub struct Config {
     /// (the `sy` of CONNECTED's heart-beat); 0 disables.
     #[arg(long, env = "GATEWAY_HEARTBEAT_RECV_MS", default_value_t = 10_000)]
     pub heartbeat_recv_ms: u64,
-
-    /// A client is declared dead after this many negotiated intervals of
-    /// silence. Browsers throttle timers in background tabs, so keep ≥ 2.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_GRACE", default_value_t = 2.0)]
-    pub heartbeat_grace: f64,
-
-    /// When a client negotiated no server heart-beats, send a WebSocket ping
-    /// after this many ms without output, so load balancers keep the
-    /// connection open; 0 disables.
-    #[arg(long, env = "GATEWAY_KEEPALIVE_PING_MS", default_value_t = 25_000)]
-    pub keepalive_ping_ms: u64,
-
-    /// Time allowed between the WebSocket upgrade and the CONNECT frame.
-    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
-    pub connect_timeout_ms: u64,
 
     /// Maximum STOMP frame size (command, headers and body), in bytes.
     #[arg(long, env = "GATEWAY_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -256,6 +276,26 @@ pub struct Config {
     /// Maximum frames buffered in one transaction.
     #[arg(long, env = "GATEWAY_MAX_TRANSACTION_FRAMES", default_value_t = 1024)]
     pub max_transaction_frames: usize,
+}
+
+/// One connection's socket, queue and timers.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionConfig {
+    /// A client is declared dead after this many negotiated intervals of
+    /// silence. Browsers throttle timers in background tabs, so keep ≥ 2.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_GRACE", default_value_t = 2.0)]
+    pub heartbeat_grace: f64,
+
+    /// When a client negotiated no server heart-beats, send a WebSocket ping
+    /// after this many ms without output, so load balancers keep the
+    /// connection open; 0 disables.
+    #[arg(long, env = "GATEWAY_KEEPALIVE_PING_MS", default_value_t = 25_000)]
+    pub keepalive_ping_ms: u64,
+
+    /// Time allowed between the WebSocket upgrade and the CONNECT frame.
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
 
     /// Messages queued for one connection before it counts as a slow consumer.
     #[arg(long, env = "GATEWAY_OUTBOUND_QUEUE", default_value_t = 1024)]
@@ -274,7 +314,12 @@ pub struct Config {
     /// kernel's default. Caps kernel memory per connection.
     #[arg(long, env = "GATEWAY_SOCKET_SEND_BUFFER", default_value_t = 0)]
     pub socket_send_buffer: usize,
+}
 
+/// Graceful drain on SIGTERM.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Drain")]
+pub struct DrainConfig {
     /// On SIGTERM/SIGINT: how long to keep serving, with `/readyz` failing,
     /// before closing connections (so the load balancer deregisters the node
     /// first). Keep it above the load balancer's health-check detection time.
@@ -286,7 +331,12 @@ pub struct Config {
     /// delay must be at least drain delay + drain window.
     #[arg(long, env = "GATEWAY_DRAIN_WINDOW_MS", default_value_t = 30_000)]
     pub drain_window_ms: u64,
+}
 
+/// Who may connect and how much: authentication, grants, origins, capacity and abuse limits.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Security")]
+pub struct SecurityConfig {
     /// Maximum WebSocket connections on this node; upgrades beyond it get 503
     /// (so a load balancer retries elsewhere) and `/readyz` fails. 0 = no cap.
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 0)]
@@ -361,7 +411,12 @@ pub struct Config {
     /// when finding the client IP, e.g. the ALB's subnets.
     #[arg(long, env = "GATEWAY_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<String>,
+}
 
+/// TLS served by the gateway itself (without a TLS-terminating load balancer).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsConfig {
     /// PEM certificate chain: serve TLS (wss://, https://) directly with
     /// rustls, for deployments without a TLS-terminating load balancer.
     #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]
@@ -375,14 +430,6 @@ pub struct Config {
     /// also reloads them); 0 = only on SIGHUP.
     #[arg(long, env = "GATEWAY_TLS_RELOAD_MS", default_value_t = 30_000)]
     pub tls_reload_ms: u64,
-
-    /// Log format.
-    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Log filter (tracing's env-filter syntax); RUST_LOG overrides it.
-    #[arg(long, env = "GATEWAY_LOG", default_value = "info")]
-    pub log: String,
 }
 
 /// Why the configuration could not be loaded.
@@ -487,42 +534,53 @@ impl Config {
 
     fn validated(self) -> Result<Config, ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.heartbeat_grace < 1.0 {
+        if self.connection.heartbeat_grace < 1.0 {
             return invalid("heartbeat-grace must be at least 1.0");
         }
-        if self.outbound_queue == 0 || self.max_frame_bytes < 64 || self.max_header_line < 16 {
+        if self.connection.outbound_queue == 0
+            || self.session.max_frame_bytes < 64
+            || self.session.max_header_line < 16
+        {
             return invalid(
                 "outbound-queue must be > 0, max-frame-bytes ≥ 64, max-header-line ≥ 16",
             );
         }
-        if !self.durable.is_empty() && (self.redis_url.is_none() || self.redis_sharded) {
+        if !self.cluster.durable.is_empty()
+            && (self.cluster.redis_url.is_none() || self.cluster.redis_sharded)
+        {
             return invalid(
                 "durable destinations need --redis-url without --redis-sharded \
                  (the api reads them from one Redis Stream)",
             );
         }
-        if self.durable_max_len == 0 || self.durable_stream.is_empty() {
+        if self.cluster.durable_max_len == 0 || self.cluster.durable_stream.is_empty() {
             return invalid("durable-max-len must be > 0 and durable-stream non-empty");
         }
-        if self.max_frame_rate > 0 && self.frame_burst == 0 {
+        if self.security.max_frame_rate > 0 && self.security.frame_burst == 0 {
             return invalid("frame-burst must be at least 1 when max-frame-rate is set");
         }
-        if self.destination_prefixes.iter().any(|p| p.is_empty()) {
+        if self
+            .session
+            .destination_prefixes
+            .iter()
+            .any(|p| p.is_empty())
+        {
             return invalid("destination-prefix must not be empty");
         }
-        if self.resume_window_ms > 0 && self.resume_stream_len == 0 {
+        if self.resume.resume_window_ms > 0 && self.resume.resume_stream_len == 0 {
             return invalid("resume-stream-len must be > 0");
         }
-        if !(self.rebalance_margin >= 0.0
-            && self.rebalance_rate > 0.0
-            && self.rebalance_rate <= 1.0)
+        if !(self.fleet.rebalance_margin >= 0.0
+            && self.fleet.rebalance_rate > 0.0
+            && self.fleet.rebalance_rate <= 1.0)
         {
             return invalid("rebalance-margin must be ≥ 0 and rebalance-rate in (0, 1]");
         }
-        if self.rebalance_interval_ms == 0 || self.fleet_report_ms == 0 {
+        if self.fleet.rebalance_interval_ms == 0 || self.fleet.fleet_report_ms == 0 {
             return invalid("rebalance-interval-ms and fleet-report-ms must be > 0");
         }
         if !self
+            .resume
             .affinity_cookie
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -531,15 +589,22 @@ impl Config {
         }
         Ok(self)
     }
+}
 
-    pub fn resume_window(&self) -> Duration {
+impl ResumeConfig {
+    /// How long a session stays resumable (zero: resume is off).
+    pub fn window(&self) -> Duration {
         Duration::from_millis(self.resume_window_ms)
     }
+}
 
+impl ConnectionConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
+}
 
+impl SessionConfig {
     /// The limits the STOMP decoder enforces while reading.
     pub fn decoder_limits(&self) -> stomp::Limits {
         stomp::Limits {
@@ -567,7 +632,7 @@ mod tests {
     fn defaults_listen_on_loopback_8080() {
         let c = Config::load_from(["gateway"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.destination_prefixes, ["/topic/"]);
+        assert_eq!(c.session.destination_prefixes, ["/topic/"]);
     }
 
     #[test]
@@ -580,8 +645,8 @@ mod tests {
         .unwrap();
         let path = file.0.to_str().unwrap().to_string();
         let c = Config::load_from(["gateway", "--config", &path, "--outbound-queue", "9"]).unwrap();
-        assert_eq!(c.max_frame_bytes, 4096);
-        assert_eq!(c.outbound_queue, 9, "flag beats file");
+        assert_eq!(c.session.max_frame_bytes, 4096);
+        assert_eq!(c.connection.outbound_queue, 9, "flag beats file");
         assert_eq!(c.listen.port(), 9999);
     }
 
@@ -591,7 +656,7 @@ mod tests {
         writeln!(file.1, "destination-prefix = [\"/topic/\", \"/queue/\"]").unwrap();
         let path = file.0.to_str().unwrap().to_string();
         let c = Config::load_from(["gateway", "--config", &path]).unwrap();
-        assert_eq!(c.destination_prefixes, ["/topic/", "/queue/"]);
+        assert_eq!(c.session.destination_prefixes, ["/topic/", "/queue/"]);
     }
 
     #[test]
@@ -613,7 +678,7 @@ mod tests {
         writeln!(file.1, "jwt-secret = \"hunter2\"").unwrap();
         let path = file.0.to_str().unwrap().to_string();
         let c = Config::load_from(["gateway", "--config", &path]).unwrap();
-        assert_eq!(c.jwt_secret.as_ref().unwrap().0, "hunter2");
+        assert_eq!(c.security.jwt_secret.as_ref().unwrap().0, "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 

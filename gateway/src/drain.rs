@@ -11,22 +11,86 @@
 //! 4. When every connection is gone (or the flush timeout after the window
 //!    passed), the drain returns and the process exits 0.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
+use prometheus::IntGauge;
 use tokio::time::{sleep, sleep_until, Instant};
 
-use crate::node::Node;
+use crate::{config::DrainConfig, roster::Roster};
 
 /// Extra time after the window for the last connections to flush and close.
 const FINAL_FLUSH: Duration = Duration::from_secs(6);
 
+/// Whether the node is draining, and what the drain must still wait for
+/// besides the roster: HTTP connections and upgrades not yet in it. Shared
+/// by the transport (readiness, admission), the rebalancer (no shedding
+/// while draining) and the drain itself.
+pub struct Lifecycle {
+    draining: AtomicBool,
+    in_flight: Arc<AtomicUsize>,
+    /// `gateway_draining`.
+    gauge: IntGauge,
+}
+
+impl Lifecycle {
+    pub fn new(gauge: IntGauge) -> Lifecycle {
+        Lifecycle {
+            draining: AtomicBool::new(false),
+            in_flight: Arc::default(),
+            gauge,
+        }
+    }
+
+    /// Readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.gauge.set(1);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks an HTTP connection or upgrade in progress until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// HTTP connections and upgrades that have not reached the roster.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Counts one HTTP connection or upgrade in progress; see
+/// [`Lifecycle::in_flight`].
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Runs the drain. `stop_accepting` is called when the drain delay ends.
-pub async fn drain(node: Arc<Node>, stop_accepting: impl FnOnce()) {
-    let delay = Duration::from_millis(node.config.drain_delay_ms);
-    let window = Duration::from_millis(node.config.drain_window_ms);
-    node.start_draining();
+pub async fn drain(
+    lifecycle: &Lifecycle,
+    roster: &Roster,
+    settings: &DrainConfig,
+    stop_accepting: impl FnOnce(),
+) {
+    let delay = Duration::from_millis(settings.drain_delay_ms);
+    let window = Duration::from_millis(settings.drain_window_ms);
+    lifecycle.start_draining();
     tracing::info!(
-        connections = node.connections.len(),
+        connections = roster.len(),
         delay_ms = delay.as_millis() as u64,
         window_ms = window.as_millis() as u64,
         "draining: readiness failed, serving until the drain delay ends"
@@ -35,7 +99,7 @@ pub async fn drain(node: Arc<Node>, stop_accepting: impl FnOnce()) {
     stop_accepting();
 
     let start = Instant::now();
-    let connections = node.connections.snapshot();
+    let connections = roster.snapshot();
     let total = connections.len();
     tracing::info!(
         connections = total,
@@ -52,15 +116,14 @@ pub async fn drain(node: Arc<Node>, stop_accepting: impl FnOnce()) {
     // Then the ones whose upgrade finished after the snapshot (they had the
     // window to start their session), and wait for everyone to flush.
     let deadline = Instant::now() + FINAL_FLUSH;
-    while (!node.connections.is_empty() || node.in_flight_count() > 0) && Instant::now() < deadline
-    {
-        for outbound in node.connections.snapshot() {
+    while (!roster.is_empty() || lifecycle.in_flight_count() > 0) && Instant::now() < deadline {
+        for outbound in roster.snapshot() {
             outbound.request_close();
         }
         sleep(Duration::from_millis(50)).await;
     }
     tracing::info!(
-        remaining = node.connections.len(),
+        remaining = roster.len(),
         took_ms = start.elapsed().as_millis() as u64,
         "drain complete"
     );

@@ -1,21 +1,22 @@
 //! The STOMP-over-WebSocket fan-out gateway, as a library so tests and
 //! benchmarks can run nodes in-process.
 //!
-//! Data flows one way: [`transport`] accepts and upgrades →
-//! [`connection`] runs one socket → [`session`] applies STOMP →
-//! the broker → [`fanout`] encodes once → [`registry`] finds subscribers →
-//! each subscriber's [`outbound`] queue → back to its connection's writer.
+//! Layers call one way: [`transport`] accepts and upgrades →
+//! [`connection`] runs one socket → [`session`] applies STOMP → [`hub`]
+//! (registry, fan-out, outbound queues, replay rings) → the broker. A
+//! publication comes back up only as data: the broker hands it to the
+//! hub's fan-out, which pushes one shared pointer into each subscriber's
+//! queue, and the connection drains its queue. [`resume`] and
+//! [`rebalance`] are services beside the path, built on the hub, the
+//! session store and the roster; [`node`] only wires the parts.
 
 pub mod config;
 pub mod connection;
 pub mod drain;
-pub mod fanout;
-pub mod message;
+pub mod hub;
 pub mod metrics;
 pub mod node;
-pub mod outbound;
 pub mod rebalance;
-pub mod registry;
 pub mod resume;
 pub mod roster;
 pub mod security;
@@ -44,7 +45,7 @@ impl Gateway {
     /// `redis_url` is set, else it runs the embedded broker.
     pub async fn bind(config: Config) -> std::io::Result<Gateway> {
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-        let certificates = match (&config.tls_cert, &config.tls_key) {
+        let certificates = match (&config.tls.tls_cert, &config.tls.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(CertificateStore::load(cert, key).map_err(|e| invalid(e.to_string()))?)
             }
@@ -56,7 +57,7 @@ impl Gateway {
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
         let listener = bind_listener(config.listen)?;
-        let node = match config.redis_url.clone() {
+        let node = match config.cluster.redis_url.clone() {
             Some(url) => Node::clustered(config, &url),
             None => Node::embedded(config),
         }
@@ -93,19 +94,20 @@ impl Gateway {
     /// Accepts connections until `stop` completes, then closes the listener
     /// (connections keep running; see [`drain::drain`]).
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let period = self.node.config.tls_reload_ms;
+        let period = self.node.config().tls.tls_reload_ms;
         if let (Some(certificates), true) = (self.certificates, period > 0) {
             certificates.watch(
                 std::time::Duration::from_millis(period),
-                self.node.metrics.clone(),
+                self.node.metrics().clone(),
             );
         }
-        let sweeper = tokio::spawn(resume::sweeper(self.node.clone()));
+        let sweeper = tokio::spawn(resume::sweeper(self.node.resume().clone()));
         // Not stopped with the listener: through a drain the node goes on
         // reporting itself draining, so the fleet holds its shedding. It
         // ends when the node is dropped.
-        tokio::spawn(rebalance::run(Arc::downgrade(&self.node)));
-        transport::server::serve(self.listener, self.node, self.tls, stop).await;
+        tokio::spawn(rebalance::run(Arc::downgrade(self.node.rebalance())));
+        let server = self.node.server().clone();
+        transport::listener::serve(self.listener, server, self.tls, stop).await;
         sweeper.abort();
     }
 }
@@ -125,4 +127,13 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     TcpListener::from_std(socket.into())
+}
+
+/// `bytes` random bytes from the system's secure source, as hex: node ids,
+/// session ids and affinity cookie values.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf)
+        .expect("system random source");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

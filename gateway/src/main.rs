@@ -28,7 +28,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let node = gateway.node().clone();
     if let Some(certificates) = gateway.certificates().cloned() {
         let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-        let metrics = node.metrics.clone();
+        let metrics = node.metrics().clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 certificates.reload(true, &metrics);
@@ -38,9 +38,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         addr = %gateway.local_addr(),
         tls = gateway.certificates().is_some(),
-        auth = node.security.required(),
-        node = %node.id,
-        broker = if node.config.redis_url.is_some() { "redis" } else { "embedded" },
+        auth = node.security().required(),
+        node = %node.id(),
+        broker = if node.config().cluster.redis_url.is_some() { "redis" } else { "embedded" },
         "gateway listening; WebSocket endpoint /ws"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -51,7 +51,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     signals.next().await;
     tracing::info!("shutdown signal received: draining (a second signal exits at once)");
     tokio::select! {
-        () = drain::drain(node, move || { let _ = stop_tx.send(()); }) => {}
+        () = drain::drain(
+            node.lifecycle(),
+            node.roster(),
+            &node.config().drain,
+            move || { let _ = stop_tx.send(()); },
+        ) => {}
         () = signals.next() => {
             tracing::warn!("second signal: exiting without finishing the drain");
             std::process::exit(1);

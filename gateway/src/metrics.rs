@@ -14,7 +14,7 @@ use prometheus::{
 };
 use stomp::Command;
 
-use crate::security::{Action, AuthError};
+use auth::{Action, AuthError};
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

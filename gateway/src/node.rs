@@ -1,25 +1,32 @@
-//! The node: everything one gateway process shares between connections.
+//! The node: builds one gateway's parts and hands each layer the narrow
+//! handles it needs.
+//!
+//! Nothing calls into the node at run time: the transport gets a
+//! [`Server`], every connection a [`ConnectionContext`], every session a
+//! [`SessionContext`], and the resume and rebalance services their own
+//! parts. The node keeps the parts alive and shows them read-only to the
+//! binary (logs, signals, drain) and to tests.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc,
-};
+use std::sync::Arc;
 
 use broker_bridge::{
-    Broker, BrokerError, Durable, EmbeddedBroker, RedisBroker, RedisOptions, ShardedRedisBroker,
+    Broker, BrokerError, Durable, EmbeddedBroker, FleetView, RedisBroker, RedisOptions,
+    SessionStore, ShardedRedisBroker,
 };
-
 use thiserror::Error;
 
 use crate::{
     config::Config,
-    fanout::Fanout,
+    connection::ConnectionContext,
+    drain::Lifecycle,
+    hub::{ring::RingSettings, Fanout, Registry},
     metrics::Metrics,
-    rebalance::{metrics::RebalanceMetrics, Rebalance},
-    registry::Registry,
-    resume::{metrics::ResumeMetrics, ring::RingSettings, token::TokenKey, Resume},
+    rebalance::{bounce::Bounces, metrics::RebalanceMetrics, Rebalance, RebalanceParts},
+    resume::{metrics::ResumeMetrics, token::TokenKey, Resume, ResumeParts},
     roster::Roster,
     security::{Security, SecurityError},
+    session::{SessionContext, SessionParts},
+    transport::server::{Server, ServerSettings},
 };
 
 /// Why a node could not start.
@@ -31,26 +38,28 @@ pub enum NodeError {
     Security(#[from] SecurityError),
 }
 
-/// Shared state handed to every connection task: configuration, the
-/// subscription registry, the broker and the counters.
+/// One gateway's parts, wired together.
 pub struct Node {
-    pub config: Config,
-    pub id: Arc<str>,
-    pub registry: Arc<Registry>,
-    pub broker: Arc<dyn Broker>,
-    pub metrics: Arc<Metrics>,
-    /// Authentication, authorization and abuse limits.
-    pub security: Security,
-    /// Every live connection, for drain.
-    pub connections: Roster,
-    /// Resume tokens and parked sessions.
-    pub resume: Resume,
-    /// The fleet view and the shedding of connections above this node's share.
-    pub rebalance: Rebalance,
-    draining: AtomicBool,
-    /// HTTP connections and upgrades not yet in the roster.
-    in_flight: Arc<AtomicUsize>,
-    next_message: AtomicU64,
+    id: Arc<str>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    broker: Arc<dyn Broker>,
+    security: Arc<Security>,
+    lifecycle: Arc<Lifecycle>,
+    roster: Arc<Roster>,
+    resume: Arc<Resume>,
+    rebalance: Arc<Rebalance>,
+    connections: Arc<ConnectionContext>,
+    server: Arc<Server>,
+}
+
+/// The cluster engine a node runs on, seen through its three interfaces.
+struct Engine {
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn SessionStore>,
+    /// `None` where no fleet view is kept (embedded, sharded pub/sub).
+    fleet: Option<Arc<dyn FleetView>>,
 }
 
 impl Node {
@@ -59,142 +68,237 @@ impl Node {
         let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
-        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(fanout));
-        Node::with_broker(config, registry, broker, metrics)
+        let broker = Arc::new(EmbeddedBroker::new(fanout));
+        let engine = Engine {
+            broker: broker.clone(),
+            store: broker,
+            fleet: None,
+        };
+        Node::assemble(config, registry, metrics, engine)
     }
 
-    /// A cluster member bridged through Redis (`config.redis_url`). Must be
-    /// called inside a tokio runtime: the broker's tasks start at once and
-    /// connect in the background.
+    /// A cluster member bridged through Redis (`redis_url`). Must be called
+    /// inside a tokio runtime: the broker's tasks start at once and connect
+    /// in the background.
     pub fn clustered(mut config: Config, redis_url: &str) -> Result<Arc<Node>, NodeError> {
         // Fix the id now: the broker stamps it on every envelope.
-        config.node_id = Some(node_id(&config).to_string());
+        let node_id = node_id(&config);
+        config.node_id = Some(node_id.to_string());
         let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
-        let node_id = node_id(&config);
+        let cluster = &config.cluster;
         let mut options = RedisOptions::new(redis_url, node_id);
-        options.channel_prefix = config.redis_channel_prefix.clone();
+        options.channel_prefix = cluster.redis_channel_prefix.clone();
         options.durable = Arc::new(
             Durable::new(
-                &config.durable,
-                config.durable_stream.as_str(),
-                config.durable_max_len,
+                &cluster.durable,
+                cluster.durable_stream.as_str(),
+                cluster.durable_max_len,
             )
-            .with_recent_len(config.resume_stream_len),
+            .with_recent_len(config.resume.resume_stream_len),
         );
-        let broker: Arc<dyn Broker> = if config.redis_sharded {
-            Arc::new(ShardedRedisBroker::start(
+        let engine = if cluster.redis_sharded {
+            let broker = Arc::new(ShardedRedisBroker::start(
                 options,
                 fanout,
                 metrics.registry(),
-            )?)
+            )?);
+            Engine {
+                broker: broker.clone(),
+                store: broker,
+                fleet: None,
+            }
         } else {
-            Arc::new(RedisBroker::start(options, fanout, metrics.registry())?)
+            let broker = Arc::new(RedisBroker::start(options, fanout, metrics.registry())?);
+            Engine {
+                broker: broker.clone(),
+                store: broker.clone(),
+                fleet: Some(broker),
+            }
         };
-        Node::with_broker(config, registry, broker, metrics)
+        Node::assemble(config, registry, metrics, engine)
     }
 
-    /// A node over any broker; `registry` must be the one the broker's sink
-    /// delivers to.
-    pub fn with_broker(
+    /// Builds every part over `engine`, whose deliveries reach `registry`.
+    fn assemble(
         config: Config,
         registry: Arc<Registry>,
-        broker: Arc<dyn Broker>,
         metrics: Arc<Metrics>,
+        engine: Engine,
     ) -> Result<Arc<Node>, NodeError> {
-        let security = Security::from_config(&config)?;
-        registry.attach_broker(&broker);
-        metrics.max_connections.set(config.max_connections as i64);
+        let Engine {
+            broker,
+            store,
+            fleet,
+        } = engine;
         let id = node_id(&config);
-        let key = match (&config.resume_key, &config.resume_key_file) {
-            (Some(secret), _) => TokenKey::new(secret.0.trim().as_bytes()),
-            (None, Some(path)) => {
-                TokenKey::new(crate::security::read_secret_file(path)?.trim().as_bytes())
-            }
-            (None, None) => TokenKey::random(),
-        };
-        let resume = Resume::new(
-            key,
-            config.resume_window(),
-            ResumeMetrics::register(metrics.registry()),
-        );
-        let rebalance =
-            Rebalance::new(&config, RebalanceMetrics::register(metrics.registry(), &id));
+        let security = Arc::new(Security::from_config(&config)?);
+        registry.attach_broker(&broker);
+        metrics
+            .max_connections
+            .set(config.security.max_connections as i64);
+        let lifecycle = Arc::new(Lifecycle::new(metrics.draining.clone()));
+        let roster = Arc::new(Roster::default());
+        let bounces = Arc::new(Bounces::default());
+        let resume = Arc::new(Resume::new(
+            resume_key(&config)?,
+            config.resume.window(),
+            ResumeParts {
+                node_id: id.clone(),
+                registry: registry.clone(),
+                broker: broker.clone(),
+                store,
+                metrics: ResumeMetrics::register(metrics.registry()),
+            },
+        ));
+        let rebalance = Arc::new(Rebalance::new(
+            &config.fleet,
+            RebalanceParts {
+                node_id: id.clone(),
+                capacity: config.security.max_connections as u64,
+                roster: roster.clone(),
+                fleet,
+                lifecycle: lifecycle.clone(),
+                node_metrics: metrics.clone(),
+                bounces: bounces.clone(),
+            },
+            RebalanceMetrics::register(metrics.registry(), &id),
+        ));
+        let session = Arc::new(SessionContext::new(
+            config.session.clone(),
+            config.connection.message_frames,
+            SessionParts {
+                node_id: id.clone(),
+                registry: registry.clone(),
+                broker: broker.clone(),
+                security: security.clone(),
+                resume: resume.clone(),
+                metrics: metrics.clone(),
+            },
+        ));
+        let connections = Arc::new(ConnectionContext {
+            settings: config.connection.clone(),
+            max_frame_rate: config.security.max_frame_rate,
+            frame_burst: config.security.frame_burst,
+            decoder_limits: config.session.decoder_limits(),
+            session,
+            roster: roster.clone(),
+            bounces,
+            metrics: metrics.clone(),
+        });
+        let server = Arc::new(Server {
+            settings: ServerSettings {
+                max_connections: config.security.max_connections,
+                socket_send_buffer: config.connection.socket_send_buffer,
+                affinity_cookie: config.resume.affinity_cookie.clone(),
+                tls: config.tls.tls_cert.is_some(),
+                broker_grace: std::time::Duration::from_millis(config.cluster.redis_grace_ms),
+            },
+            lifecycle: lifecycle.clone(),
+            security: security.clone(),
+            rebalance: rebalance.clone(),
+            resume: resume.clone(),
+            registry: registry.clone(),
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            connections: connections.clone(),
+        });
         Ok(Arc::new(Node {
-            resume,
-            rebalance,
-            config,
             id,
+            config,
+            metrics,
             registry,
             broker,
-            metrics,
             security,
-            connections: Roster::default(),
-            draining: AtomicBool::new(false),
-            in_flight: Arc::default(),
-            next_message: AtomicU64::new(1),
+            lifecycle,
+            roster,
+            resume,
+            rebalance,
+            connections,
+            server,
         }))
     }
 
-    /// Readiness fails from now on.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-        self.metrics.draining.set(1);
+    /// The node's id (message ids, session ids, the fleet view).
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+    /// The configuration the node was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
-    /// Marks an HTTP connection or upgrade in progress until the guard drops.
-    pub fn in_flight(&self) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.in_flight.clone())
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
-    /// HTTP connections and upgrades that have not reached the roster.
-    pub fn in_flight_count(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
-    /// Whether the cluster broker has been unreachable for longer than the
-    /// grace period (readiness then fails).
-    pub fn broker_down_too_long(&self) -> bool {
-        let grace = std::time::Duration::from_millis(self.config.redis_grace_ms);
-        self.broker.unavailable_for().is_some_and(|d| d > grace)
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
     }
 
-    /// Whether a new WebSocket may be accepted under `--max-connections`.
-    pub fn has_capacity(&self) -> bool {
-        let cap = self.config.max_connections;
-        cap == 0 || (self.metrics.connections_current.get() as usize) < cap
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
     }
 
-    /// A message id unique in the cluster: `<node>-<counter>`.
-    pub fn next_message_id(&self) -> Arc<str> {
-        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.id).into()
+    /// Draining state and upgrades in flight.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
     }
 
-    /// A session id unique in the cluster and not guessable.
-    pub fn next_session_id(&self) -> String {
-        Resume::new_session_id(&self.id)
+    /// Every live connection.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
     }
+
+    pub fn resume(&self) -> &Arc<Resume> {
+        &self.resume
+    }
+
+    pub fn rebalance(&self) -> &Arc<Rebalance> {
+        &self.rebalance
+    }
+
+    /// What each connection task runs with.
+    pub fn connection_context(&self) -> &Arc<ConnectionContext> {
+        &self.connections
+    }
+
+    /// What the transport serves with.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+}
+
+/// The resume-token key: configured (every node of a cluster the same), or
+/// a random one that resumes only on this node.
+fn resume_key(config: &Config) -> Result<TokenKey, SecurityError> {
+    Ok(
+        match (&config.resume.resume_key, &config.resume.resume_key_file) {
+            (Some(secret), _) => TokenKey::new(secret.0.trim().as_bytes()),
+            (None, Some(path)) => TokenKey::new(auth::read_secret_file(path)?.trim().as_bytes()),
+            (None, None) => TokenKey::random(),
+        },
+    )
 }
 
 /// Replay rings as configured; off with resume.
 fn ring_settings(config: &Config) -> RingSettings {
     RingSettings {
-        per_destination: if config.resume_window_ms == 0 {
+        per_destination: if config.resume.resume_window_ms == 0 {
             0
         } else {
-            config.resume_ring
+            config.resume.resume_ring
         },
-        max_bytes: config.resume_ring_bytes,
+        max_bytes: config.resume.resume_ring_bytes,
         // Nobody resuming can need a message older than the window (plus
         // the time it may have waited in a queue before the disconnect).
-        max_age: config.resume_window() + std::time::Duration::from_secs(60),
+        max_age: config.resume.window() + std::time::Duration::from_secs(60),
     }
 }
 
@@ -202,27 +306,6 @@ fn ring_settings(config: &Config) -> RingSettings {
 fn node_id(config: &Config) -> Arc<str> {
     match &config.node_id {
         Some(id) => id.as_str().into(),
-        None => random_id().into(),
+        None => crate::random_hex(4).into(),
     }
-}
-
-/// Counts one HTTP connection or upgrade in progress; see [`Node::in_flight`].
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Eight hex digits from the process's randomly keyed hasher: enough to tell
-/// nodes apart in a fleet without pulling in a random number crate.
-fn random_id() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let h = RandomState::new().hash_one((nanos, std::process::id()));
-    format!("{:08x}", h as u32)
 }

@@ -14,7 +14,7 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::outbound::{Movability, Outbound};
+use crate::hub::{Movability, Outbound};
 
 const SHARDS: usize = 16;
 

@@ -14,7 +14,7 @@ async fn node(redis: &RedisServer, id: &str) -> TestGateway {
     let gw = start(&["--redis-url", &url, "--node-id", id]).await;
     // Wait until the node's Redis connections are up.
     for _ in 0..100 {
-        if gw.node.broker.is_available() {
+        if gw.node.broker().is_available() {
             return gw;
         }
         sleep(Duration::from_millis(20)).await;
@@ -208,7 +208,7 @@ async fn redis_outage_keeps_local_delivery_and_cluster_delivery_resumes() {
 
     redis.kill();
     wait_for(
-        || !a.node.broker.is_available(),
+        || !a.node.broker().is_available(),
         "node a notices the outage",
     )
     .await;
@@ -259,7 +259,7 @@ async fn redis_outage_keeps_local_delivery_and_cluster_delivery_resumes() {
         resumed < Duration::from_secs(2),
         "resumed after {resumed:?}"
     );
-    let reconnects = a.node.metrics.render(0, 0);
+    let reconnects = a.node.metrics().render(0, 0);
     assert!(
         reconnects.contains("gateway_redis_reconnects_total"),
         "reconnects are counted"
@@ -285,7 +285,7 @@ async fn an_undecodable_envelope_is_counted_and_dropped() {
         b"valid",
         "the node carries on"
     );
-    let metrics = a.node.metrics.render(0, 0);
+    let metrics = a.node.metrics().render(0, 0);
     assert!(
         metrics
             .lines()
@@ -347,7 +347,7 @@ async fn sharded_node(cluster: &support::redis::RedisCluster, id: &str) -> TestG
     let url = cluster.url();
     let gw = start(&["--redis-url", &url, "--redis-sharded", "--node-id", id]).await;
     for _ in 0..200 {
-        if gw.node.broker.is_available() {
+        if gw.node.broker().is_available() {
             return gw;
         }
         sleep(Duration::from_millis(20)).await;
@@ -466,7 +466,7 @@ async fn durable_destinations_are_appended_to_the_stream_and_others_are_not() {
     ])
     .await;
     for _ in 0..100 {
-        if gw.node.broker.is_available() {
+        if gw.node.broker().is_available() {
             break;
         }
         sleep(Duration::from_millis(20)).await;

@@ -33,7 +33,7 @@ async fn dashboards_and_alerts_use_only_exported_metrics() {
     let redis = support::redis::RedisServer::start().await;
     let gw = start(&["--redis-url", &redis.url()]).await;
     for _ in 0..100 {
-        if gw.node.broker.is_available() {
+        if gw.node.broker().is_available() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -35,7 +35,7 @@ async fn every_subscriber_gets_every_message_in_publish_order() {
             assert_eq!(m.header("subscription"), Some(format!("s{i}").as_str()));
         }
     }
-    assert_eq!(gw.node.metrics.deliveries_written.get(), 40 * 300);
+    assert_eq!(gw.node.metrics().deliveries_written.get(), 40 * 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,8 +128,8 @@ async fn consumer_that_never_reads_again_is_cut_off() {
     // No heart-beats and no reads: only the overflow can end it, after the
     // bounded flush wait for its ERROR.
     for _ in 0..100 {
-        if gw.node.metrics.closed(CloseReason::SlowConsumer) == 1 {
-            assert_eq!(gw.node.registry.subscription_count(), 0);
+        if gw.node.metrics().closed(CloseReason::SlowConsumer) == 1 {
+            assert_eq!(gw.node.registry().subscription_count(), 0);
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -133,7 +133,7 @@ async fn connection_cap_refuses_upgrades_with_503_and_fails_readiness() {
     );
     assert_eq!(
         gw.node
-            .metrics
+            .metrics()
             .upgrades_rejected(gateway::metrics::UpgradeRejection::Capacity),
         1
     );

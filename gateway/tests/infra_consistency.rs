@@ -45,56 +45,56 @@ async fn terraform_agrees_with_the_gateway_defaults() {
     );
     assert_eq!(
         int(&vars, "gateway_heartbeat_ms"),
-        config.heartbeat_send_ms,
+        config.session.heartbeat_send_ms,
         "heart-beat interval"
     );
     assert!(
-        int(&vars, "alb_idle_timeout_seconds") > 2 * secs(config.heartbeat_send_ms),
+        int(&vars, "alb_idle_timeout_seconds") > 2 * secs(config.session.heartbeat_send_ms),
         "ALB idle timeout must exceed twice the server heart-beat"
     );
     assert_eq!(
         int(&vars, "gateway_drain_delay_seconds"),
-        secs(config.drain_delay_ms),
+        secs(config.drain.drain_delay_ms),
         "drain delay"
     );
     assert_eq!(
         int(&vars, "gateway_drain_window_seconds"),
-        secs(config.drain_window_ms),
+        secs(config.drain.drain_window_ms),
         "drain window"
     );
     assert!(
         int(&vars, "gateway_deregistration_delay_seconds")
-            >= secs(config.drain_delay_ms + config.drain_window_ms),
+            >= secs(config.drain.drain_delay_ms + config.drain.drain_window_ms),
         "deregistration delay must cover drain delay + window"
     );
     let detection = int(&vars, "gateway_health_check_interval_seconds")
         * int(&vars, "gateway_health_check_unhealthy_threshold");
     assert!(
-        secs(config.drain_delay_ms) > detection,
+        secs(config.drain.drain_delay_ms) > detection,
         "drain delay ({} s) must exceed the ALB's unhealthy detection time ({detection} s)",
-        secs(config.drain_delay_ms)
+        secs(config.drain.drain_delay_ms)
     );
 
     // Rebalancing: the environment's defaults are the gateway's.
     assert_eq!(
         vars["gateway_rebalance"].as_bool(),
-        Some(config.rebalance),
+        Some(config.fleet.rebalance),
         "rebalance switch"
     );
     for (name, want) in [
-        ("gateway_rebalance_margin", config.rebalance_margin),
-        ("gateway_rebalance_rate", config.rebalance_rate),
+        ("gateway_rebalance_margin", config.fleet.rebalance_margin),
+        ("gateway_rebalance_rate", config.fleet.rebalance_rate),
     ] {
         assert_eq!(vars[name].as_f64(), Some(want), "{name}");
     }
     assert_eq!(
         int(&vars, "gateway_rebalance_interval_ms"),
-        config.rebalance_interval_ms,
+        config.fleet.rebalance_interval_ms,
         "rebalance interval"
     );
     assert_eq!(
         int(&vars, "gateway_fleet_report_ms"),
-        config.fleet_report_ms,
+        config.fleet.fleet_report_ms,
         "fleet report interval"
     );
 

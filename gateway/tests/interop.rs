@@ -66,6 +66,14 @@ async fn stomp_py_websocket_client() {
     run_check(python, "stomppy_check.py", "stomp.py interop: OK").await;
 }
 
+/// A third-party WebSocket implementation (websocket-client, under
+/// stomp.py) sees the RFC 6455 close code for every fault case.
+#[tokio::test]
+async fn websocket_client_sees_rfc6455_outcomes() {
+    let python = repo_root().join(".venv-interop/bin/python");
+    run_check(python, "websocket_check.py", "websocket interop: OK").await;
+}
+
 /// stomp.py over wss:// (TLS served by the gateway, verified against a test
 /// CA) with a JWT as its CONNECT passcode, as a production client connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,7 +116,7 @@ async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 
 async fn parked(gw: &TestGateway, n: i64) {
     until("the session to park", || {
-        gw.node.resume.metrics.parked.get() == n
+        gw.node.resume().metrics.parked.get() == n
     })
     .await;
 }
@@ -150,7 +150,7 @@ async fn reconnect_to_the_same_node_gets_exactly_the_missed_messages_in_order() 
         [8],
         "then live, no duplicate"
     );
-    assert_eq!(gw.node.resume.metrics.outcomes(Outcome::Resumed), 1);
+    assert_eq!(gw.node.resume().metrics.outcomes(Outcome::Resumed), 1);
 
     // A token resumes once: the parked session is gone after its use.
     let (_c, again) = session(gw.addr, &[("resume-token", &first)]).await;
@@ -216,7 +216,7 @@ async fn ring_overrun_is_reported_as_lost_never_skipped() {
         subscribe_and_collect(&mut c, "room", "/topic/r", 6).await,
         [6]
     );
-    assert_eq!(gw.node.resume.metrics.outcomes(Outcome::Partial), 1);
+    assert_eq!(gw.node.resume().metrics.outcomes(Outcome::Partial), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +251,8 @@ async fn tampered_foreign_and_stale_tokens_do_not_resume_and_say_why() {
     let (_, reply) = session(gw.addr, &[("resume-token", &good)]).await;
     assert_eq!(reply.header("resume-failure"), Some("unknown"));
 
-    assert_eq!(gw.node.resume.metrics.outcomes(Outcome::Invalid), 3);
-    assert_eq!(gw.node.resume.metrics.outcomes(Outcome::Unknown), 1);
+    assert_eq!(gw.node.resume().metrics.outcomes(Outcome::Invalid), 3);
+    assert_eq!(gw.node.resume().metrics.outcomes(Outcome::Unknown), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +264,7 @@ async fn past_the_window_a_parked_session_is_gone() {
     parked(&gw, 1).await;
     // The sweep releases it (and its holds) once the window has passed.
     parked(&gw, 0).await;
-    assert_eq!(gw.node.registry.destination_count(), 0, "holds released");
+    assert_eq!(gw.node.registry().destination_count(), 0, "holds released");
     let (_, reply) = session(gw.addr, &[("resume-token", &token(&connected))]).await;
     assert_eq!(reply.header("resumed"), Some("false"));
     assert_eq!(reply.header("resume-failure"), Some("unknown"));
@@ -283,7 +283,7 @@ async fn cluster_node(redis: &RedisServer, id: &str) -> TestGateway {
         "/topic/d",
     ])
     .await;
-    until("redis", || gw.node.broker.is_available()).await;
+    until("redis", || gw.node.broker().is_available()).await;
     gw
 }
 
@@ -321,7 +321,7 @@ async fn reconnect_on_another_node_replays_durable_destinations_from_redis() {
     );
     publish(&mut publisher, "/topic/d", 7..8).await;
     assert_eq!(collect(&mut c, "durable", 7, false).await, [7]);
-    assert_eq!(b.node.resume.metrics.outcomes(Outcome::Partial), 1);
+    assert_eq!(b.node.resume().metrics.outcomes(Outcome::Partial), 1);
 }
 
 /// Stickiness through nginx hashing the gateway's cookie: once a client
@@ -413,7 +413,7 @@ async fn rolling_restart_under_traffic_loses_and_duplicates_nothing() {
         "/topic/roll",
     ])
     .await;
-    until("redis", || publisher_node.node.broker.is_available()).await;
+    until("redis", || publisher_node.node.broker().is_available()).await;
     sleep(Duration::from_millis(300)).await;
 
     let mut subscribers = Vec::new();

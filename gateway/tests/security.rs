@@ -8,7 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use gateway::{metrics::UpgradeRejection, security::Action};
+use auth::Action;
+use gateway::metrics::UpgradeRejection;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use stomp::Command;
@@ -79,7 +80,7 @@ async fn connect_with(gw: &TestGateway, passcode: &str) -> (Client, stomp::Frame
 }
 
 fn auth_count(gw: &TestGateway, result: &str) -> u64 {
-    let text = gw.node.metrics.render(0, 0);
+    let text = gw.node.metrics().render(0, 0);
     let needle = format!("gateway_authentications_total{{result=\"{result}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
@@ -256,7 +257,7 @@ async fn bad_tokens_are_refused_with_the_reason() {
     c.expect_closed().await;
     assert_eq!(
         gw.node
-            .metrics
+            .metrics()
             .closed(gateway::metrics::CloseReason::Unauthorized),
         11
     );
@@ -290,7 +291,7 @@ async fn bearer_token_on_the_upgrade() {
     );
     assert_eq!(
         gw.node
-            .metrics
+            .metrics()
             .upgrades_rejected(UpgradeRejection::Unauthorized),
         1
     );
@@ -417,7 +418,7 @@ async fn destinations_outside_the_grants_are_denied() {
         Some("access denied")
     );
 
-    let metrics = &gw.node.metrics;
+    let metrics = &gw.node.metrics();
     assert_eq!(metrics.authorizations(Action::Subscribe, false), 6);
     assert_eq!(metrics.authorizations(Action::Send, false), 2);
     assert_eq!(metrics.authorizations(Action::Subscribe, true), 3);
@@ -452,7 +453,7 @@ async fn expired_token_closes_the_connection_unless_allowed() {
     assert_eq!(e.header("message"), Some("token expired"));
     assert_eq!(
         gw.node
-            .metrics
+            .metrics()
             .closed(gateway::metrics::CloseReason::TokenExpired),
         1
     );
@@ -496,7 +497,9 @@ async fn origin_allow_list_blocks_cross_site_upgrades() {
         .expect("cross-site upgrade refused");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     assert_eq!(
-        gw.node.metrics.upgrades_rejected(UpgradeRejection::Origin),
+        gw.node
+            .metrics()
+            .upgrades_rejected(UpgradeRejection::Origin),
         1
     );
 
@@ -549,7 +552,7 @@ async fn frame_flood_is_cut_off_by_the_rate_limit() {
     assert_eq!(e.header("message"), Some("rate limit exceeded"));
     assert_eq!(
         gw.node
-            .metrics
+            .metrics()
             .closed(gateway::metrics::CloseReason::RateLimited),
         1
     );
@@ -604,7 +607,7 @@ async fn connections_per_ip_are_capped_behind_trusted_proxies_only() {
     assert_eq!(
         proxied
             .node
-            .metrics
+            .metrics()
             .upgrades_rejected(UpgradeRejection::PerIp),
         1
     );
@@ -649,7 +652,7 @@ async fn tls_serves_wss_and_reloads_the_certificate_without_restart() {
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut sink)).await;
     assert!(!String::from_utf8_lossy(&sink).contains("200 OK"));
-    assert_eq!(gw.node.metrics.tls_handshake_failures.get(), 1);
+    assert_eq!(gw.node.metrics().tls_handshake_failures.get(), 1);
 
     // Renewal: new key and certificate replace the files.
     let second = ca.issue("server two");
@@ -674,14 +677,14 @@ async fn tls_serves_wss_and_reloads_the_certificate_without_restart() {
         )
         .await;
     assert_eq!(client.frame().await.command, Command::Receipt);
-    assert!(gw.node.metrics.tls_reloads.get() >= 1);
+    assert!(gw.node.metrics().tls_reloads.get() >= 1);
 
     // A broken file is refused and the current certificate stays.
     replace_file(&dir.path("server.crt"), "not a certificate");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (_, presented) = tls_connect(&ca, gw.addr).await.expect("still serving");
     assert_eq!(presented, second.der);
-    assert!(gw.node.metrics.tls_reload_failures.get() >= 1);
+    assert!(gw.node.metrics().tls_reload_failures.get() >= 1);
 }
 
 #[tokio::test]

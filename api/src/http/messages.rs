@@ -4,6 +4,11 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use auth::{
+    destination::has_allowed_prefix,
+    headers::{RESERVED_HEADERS, USER_ID_HEADER},
+    Action, AuthError,
+};
 use axum::{
     extract::{
         rejection::{BytesRejection, PathRejection, QueryRejection},
@@ -15,11 +20,6 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use bytes::Bytes;
-use gateway::{
-    message::{RESERVED_HEADERS, USER_ID_HEADER},
-    security::{Action, AuthError},
-    session::has_allowed_prefix,
-};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

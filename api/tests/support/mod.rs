@@ -240,7 +240,7 @@ pub async fn gateway(redis: &RedisServer, durable: &str, extra: &[&str]) -> Test
     let node = gw.node().clone();
     let task = gw.spawn();
     for _ in 0..250 {
-        if node.broker.is_available() {
+        if node.broker().is_available() {
             return TestGateway { addr, node, task };
         }
         sleep(Duration::from_millis(20)).await;

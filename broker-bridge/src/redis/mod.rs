@@ -49,8 +49,8 @@ use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, NodeLoad, Position, Publication,
-    Replay, Route, SubscriptionReady,
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, FleetView, NodeLoad, Position,
+    Publication, Replay, Route, SessionStore, SubscriptionReady,
 };
 pub use fleet::fleet_key;
 use link::RedisLink;
@@ -286,11 +286,17 @@ impl Broker for RedisBroker {
     fn unavailable_for(&self) -> Option<Duration> {
         self.shared.unavailable_for()
     }
+}
 
+impl SessionStore for RedisBroker {
     fn park_session(&self, session: &str, state: Bytes, ttl: Duration) {
         let key = session_key(&self.shared.options.channel_prefix, session);
         let link = self.link.clone();
         tokio::spawn(async move { sessions::park(&link, key, state, ttl).await });
+    }
+
+    fn discard_session(&self, session: &str) {
+        tokio::spawn(self.claim_session(session));
     }
 
     fn claim_session(
@@ -320,17 +326,17 @@ impl Broker for RedisBroker {
             sessions::replay(&link, &durable, &destination, after).await
         }))
     }
+}
 
+impl FleetView for RedisBroker {
     fn report_load(
         &self,
         load: NodeLoad,
         ttl: Duration,
-    ) -> Option<BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>>> {
+    ) -> BoxFuture<'static, Result<Vec<NodeLoad>, BrokerError>> {
         let key = fleet::fleet_key(&self.shared.options.channel_prefix);
         let link = self.link.clone();
-        Some(Box::pin(async move {
-            fleet::report(&link, key, load, ttl).await
-        }))
+        Box::pin(async move { fleet::report(&link, key, load, ttl).await })
     }
 }
 

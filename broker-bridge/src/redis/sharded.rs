@@ -24,7 +24,10 @@ use redis::{cluster::ClusterClientBuilder, cluster_async::ClusterConnection, Pus
 use tokio::sync::mpsc;
 
 use super::{sequencer::PublishScript, Interest, Shared, Upstream};
-use crate::{envelope, Broker, BrokerError, DeliverySink, Publication, Route, SubscriptionReady};
+use crate::{
+    envelope, Broker, BrokerError, DeliverySink, Publication, Route, SessionStore,
+    SubscriptionReady,
+};
 
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 const CONNECT_RETRY: Duration = Duration::from_millis(200);
@@ -100,6 +103,9 @@ impl Broker for ShardedRedisBroker {
         self.shared.unavailable_for()
     }
 }
+
+/// Sharded pub/sub keeps no sessions: there is no cross-node resume.
+impl SessionStore for ShardedRedisBroker {}
 
 async fn run(
     client: redis::cluster::ClusterClient,

@@ -10,7 +10,7 @@
 //! * **Shedding**: every `--rebalance-interval-ms` a node above its fair
 //!   share by more than the margin asks its oldest movable connections to
 //!   close (durable-only sessions first, see
-//!   [`crate::outbound::Movability`]). Each flushes, gets an ERROR with
+//!   [`crate::hub::Movability`]). Each flushes, gets an ERROR with
 //!   `reason:rebalance` and a handoff resume token, and is closed.
 //! * **Breaking stickiness** ([`bounce`]): the shed client's reconnect
 //!   carries its old affinity cookie, so the load balancer brings it back;
@@ -25,14 +25,17 @@ pub mod bounce;
 pub mod fleet;
 pub mod metrics;
 
-use std::{sync::Weak, time::Duration};
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
-use broker_bridge::NodeLoad;
+use broker_bridge::{FleetView, NodeLoad};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::{interval, interval_at, Instant, MissedTickBehavior};
 
-use crate::{config::Config, node::Node};
+use crate::{config::FleetConfig, drain::Lifecycle, metrics::Metrics, roster::Roster};
 use bounce::Bounces;
 use fleet::{decide, Decision, Policy, State, Summary};
 use metrics::RebalanceMetrics;
@@ -43,11 +46,20 @@ const REPORT_LIFETIMES: u32 = 3;
 
 /// The node's rebalancer: its fleet view, its state and its bounce memory.
 pub struct Rebalance {
+    node_id: Arc<str>,
+    /// `--max-connections`, reported to the fleet (0: unlimited).
+    capacity: u64,
+    roster: Arc<Roster>,
+    /// The cluster's membership table; `None` on a node without one (the
+    /// embedded broker, sharded pub/sub): rebalancing is then off.
+    fleet: Option<Arc<dyn FleetView>>,
+    lifecycle: Arc<Lifecycle>,
+    node_metrics: Arc<Metrics>,
     enabled: bool,
     policy: Policy,
     report_every: Duration,
     shed_every: Duration,
-    pub bounces: Bounces,
+    pub bounces: Arc<Bounces>,
     view: Mutex<View>,
     pub metrics: RebalanceMetrics,
 }
@@ -93,9 +105,30 @@ struct Member {
     draining: bool,
 }
 
+/// What a [`Rebalance`] watches and acts on.
+pub struct RebalanceParts {
+    pub node_id: Arc<str>,
+    pub capacity: u64,
+    pub roster: Arc<Roster>,
+    pub fleet: Option<Arc<dyn FleetView>>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub node_metrics: Arc<Metrics>,
+    pub bounces: Arc<Bounces>,
+}
+
 impl Rebalance {
-    pub fn new(config: &Config, metrics: RebalanceMetrics) -> Rebalance {
+    pub fn new(
+        config: &FleetConfig,
+        parts: RebalanceParts,
+        metrics: RebalanceMetrics,
+    ) -> Rebalance {
         Rebalance {
+            node_id: parts.node_id,
+            capacity: parts.capacity,
+            roster: parts.roster,
+            fleet: parts.fleet,
+            lifecycle: parts.lifecycle,
+            node_metrics: parts.node_metrics,
             enabled: config.rebalance,
             policy: Policy {
                 margin: config.rebalance_margin,
@@ -104,10 +137,15 @@ impl Rebalance {
             },
             report_every: Duration::from_millis(config.fleet_report_ms.max(1)),
             shed_every: Duration::from_millis(config.rebalance_interval_ms.max(1)),
-            bounces: Bounces::default(),
+            bounces: parts.bounces,
             view: Mutex::default(),
             metrics,
         }
+    }
+
+    /// This node's live connections.
+    fn connections(&self) -> u64 {
+        self.node_metrics.connections_current.get().max(0) as u64
     }
 
     fn stale_after(&self) -> Duration {
@@ -115,14 +153,17 @@ impl Rebalance {
     }
 
     /// Reports this node's load and takes the fleet's in return.
-    async fn report(&self, node: &Node) {
+    async fn report(&self) {
         let load = NodeLoad {
-            node: node.id.to_string(),
-            connections: connections(node),
-            capacity: node.config.max_connections as u64,
-            draining: node.is_draining(),
+            node: self.node_id.to_string(),
+            connections: self.connections(),
+            capacity: self.capacity,
+            draining: self.lifecycle.is_draining(),
         };
-        let report = node.broker.report_load(load.clone(), self.stale_after());
+        let report = self
+            .fleet
+            .as_ref()
+            .map(|fleet| fleet.report_load(load.clone(), self.stale_after()));
         let clustered = report.is_some();
         let result = match report {
             None => Ok(vec![load]),
@@ -141,7 +182,7 @@ impl Rebalance {
                 if std::mem::take(&mut view.failing) {
                     tracing::info!(nodes = members.len(), "fleet report works again");
                 }
-                let summary = Summary::of(&members, &node.id);
+                let summary = Summary::of(&members, &self.node_id);
                 self.metrics.view(&members, &summary);
                 view.summary = Some(summary);
                 view.members = members;
@@ -156,7 +197,7 @@ impl Rebalance {
     }
 
     /// Decides, under the view's lock, what this node does now.
-    fn decide(&self, node: &Node) -> Decision {
+    fn decide(&self) -> Decision {
         let mut view = self.view.lock();
         let stale = view
             .reported_at
@@ -166,7 +207,7 @@ impl Rebalance {
                 state: State::Off,
                 shed: 0,
             }
-        } else if node.is_draining() {
+        } else if self.lifecycle.is_draining() {
             Decision {
                 state: State::HeldDrain,
                 shed: 0,
@@ -176,7 +217,7 @@ impl Rebalance {
             decide(
                 view.summary.as_ref(),
                 stale,
-                connections(node),
+                self.connections(),
                 was_shedding,
                 &self.policy,
             )
@@ -184,7 +225,7 @@ impl Rebalance {
         if view.state != decision.state {
             tracing::info!(
                 state = decision.state.as_str(),
-                connections = connections(node),
+                connections = self.connections(),
                 fair_share = view.summary.as_ref().map(|s| s.fair_share),
                 "rebalance state"
             );
@@ -195,17 +236,17 @@ impl Rebalance {
     }
 
     /// One shedding interval: asks the decided number of connections to move.
-    fn shed(&self, node: &Node) {
-        let decision = self.decide(node);
+    fn shed(&self) {
+        let decision = self.decide();
         if decision.shed == 0 {
             return;
         }
-        let asked = node.connections.shed(decision.shed as usize);
+        let asked = self.roster.shed(decision.shed as usize);
         self.metrics.shed.inc_by(asked as u64);
         tracing::info!(
             asked,
             wanted = decision.shed,
-            connections = connections(node),
+            connections = self.connections(),
             "rebalance: shedding connections to other nodes"
         );
     }
@@ -229,12 +270,12 @@ impl Rebalance {
     }
 
     /// What `GET /fleet` shows.
-    pub fn report_json(&self, node: &Node) -> FleetReport {
+    pub fn report_json(&self) -> FleetReport {
         let view = self.view.lock();
         let summary = view.summary.clone();
         let s = summary.as_ref();
         FleetReport {
-            node: node.id.to_string(),
+            node: self.node_id.to_string(),
             state: view.state.as_str(),
             enabled: self.enabled,
             view_age_ms: view.reported_at.map(|at| at.elapsed().as_millis() as u64),
@@ -245,7 +286,7 @@ impl Rebalance {
             fair_share: s.map_or(0.0, |s| s.fair_share),
             spread: s.map_or(0, |s| s.spread),
             margin: self.policy.margin_for(s.map_or(0.0, |s| s.fair_share)),
-            connections: connections(node),
+            connections: self.connections(),
             shed_total: self.metrics.shed.get(),
             bounced_total: self.metrics.bounced.get(),
             members: view
@@ -262,15 +303,11 @@ impl Rebalance {
     }
 }
 
-fn connections(node: &Node) -> u64 {
-    node.metrics.connections_current.get().max(0) as u64
-}
-
-/// Reports and sheds for the life of the node (until it is dropped).
-pub async fn run(node: Weak<Node>) {
-    let Some((report_every, shed_every)) = node
-        .upgrade()
-        .map(|n| (n.rebalance.report_every, n.rebalance.shed_every))
+/// Reports and sheds for the life of the node (until the rebalancer is
+/// dropped).
+pub async fn run(rebalance: Weak<Rebalance>) {
+    let Some((report_every, shed_every)) =
+        rebalance.upgrade().map(|r| (r.report_every, r.shed_every))
     else {
         return;
     };
@@ -281,14 +318,14 @@ pub async fn run(node: Weak<Node>) {
     loop {
         tokio::select! {
             _ = report.tick() => {
-                let Some(node) = node.upgrade() else { return };
-                node.rebalance.report(&node).await;
-                node.rebalance.decide(&node);
-                node.rebalance.bounces.sweep(Instant::now());
+                let Some(rebalance) = rebalance.upgrade() else { return };
+                rebalance.report().await;
+                rebalance.decide();
+                rebalance.bounces.sweep(Instant::now());
             }
             _ = shed.tick() => {
-                let Some(node) = node.upgrade() else { return };
-                node.rebalance.shed(&node);
+                let Some(rebalance) = rebalance.upgrade() else { return };
+                rebalance.shed();
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use super::ring::RingBudget;
+use crate::hub::ring::RingBudget;
 
 /// How a CONNECT that presented a resume token ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

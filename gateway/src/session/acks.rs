@@ -10,6 +10,10 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
+use stomp::{Command, Frame, Version};
+
+use super::{required, Session, StompError};
+
 /// The acknowledgement mode of a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -125,6 +129,53 @@ impl PendingAcks {
     pub fn forget_subscription(&mut self, subscription: u32) {
         self.pending.retain(|p| p.subscription != subscription);
     }
+}
+
+impl Session {
+    pub(super) fn ack(&mut self, frame: Frame) -> Result<(), StompError> {
+        // Validate now so a bad ACK inside a transaction fails at once.
+        let reference = self.ack_reference(&frame)?;
+        if frame.header("transaction").is_none() {
+            return self.settle(&frame, reference);
+        }
+        self.hold_in_transaction(frame).map(drop)
+    }
+
+    fn ack_reference<'f>(&self, frame: &'f Frame) -> Result<AckRef<'f>, StompError> {
+        if self.version == Version::V1_2 {
+            let id = required(frame, "id")?;
+            return id.parse().map(AckRef::AckId).map_err(|_| unknown_ack(id));
+        }
+        let message_id = required(frame, "message-id")?;
+        let subscription = frame
+            .header("subscription")
+            .and_then(|id| self.subscriptions.iter().find(|s| &*s.id == id))
+            .map(|s| s.key);
+        Ok(AckRef::MessageId(message_id, subscription))
+    }
+
+    /// Applies an ACK or NACK held in a transaction, at COMMIT.
+    pub(super) fn apply_ack(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let reference = self.ack_reference(frame)?;
+        self.settle(frame, reference)
+    }
+
+    fn settle(&mut self, frame: &Frame, reference: AckRef<'_>) -> Result<(), StompError> {
+        match self.acks.settle(reference) {
+            Settled::Unknown => Err(unknown_ack(frame.header("id").unwrap_or_default())),
+            Settled::Messages(n) if frame.command == Command::Nack => {
+                self.ctx.metrics.nacks.inc_by(n as u64);
+                Ok(())
+            }
+            Settled::Messages(_) | Settled::Earlier => Ok(()),
+        }
+    }
+}
+
+fn unknown_ack(id: &str) -> StompError {
+    StompError::new("unknown ack id").detail(format!(
+        "no message with ack id {id:?} was delivered on this connection"
+    ))
 }
 
 #[cfg(test)]

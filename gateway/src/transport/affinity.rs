@@ -82,10 +82,7 @@ fn secure_attribute(request: &HeaderMap, tls: bool) -> &'static str {
 }
 
 fn random_value() -> String {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .expect("system random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::random_hex(16)
 }
 
 #[cfg(test)]

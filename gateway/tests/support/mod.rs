@@ -52,6 +52,7 @@ pub async fn start(flags: &[&str]) -> TestGateway {
     }
 }
 
+pub const OP_CONTINUATION: u8 = 0;
 pub const OP_TEXT: u8 = 1;
 pub const OP_BINARY: u8 = 2;
 pub const OP_CLOSE: u8 = 8;
@@ -302,6 +303,11 @@ impl Client {
         let _ = self.stream.write_all(&out).await;
     }
 
+    /// Writes `bytes` to the socket as they are (hand-made WebSocket frames).
+    pub async fn send_raw_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
     /// Sends raw STOMP bytes in one text WebSocket message.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.send_ws(true, OP_TEXT, bytes).await;
@@ -326,6 +332,20 @@ impl Client {
         self.message_within(WAIT)
             .await
             .expect("timed out waiting for a websocket message")
+    }
+
+    /// Reads the next WebSocket message and returns its payload length
+    /// without keeping it (benchmarks that receive millions of messages).
+    pub async fn skip_message(&mut self) -> usize {
+        loop {
+            if let Some(m) = self.parse_message() {
+                return m.payload.len();
+            }
+            let read = timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("timed out waiting for a websocket message");
+            assert!(read.expect("read") > 0, "connection closed");
+        }
     }
 
     /// Like [`Client::message`] but with a caller-chosen wait; `Err` on timeout.

@@ -474,13 +474,23 @@ impl User {
                 .await
                 .map_err(|e| e.cause().to_string())?;
         }
-        match client.frame_within(Duration::from_secs(10)).await {
-            Ok(f) if f.command == Command::Receipt => Ok(client),
-            Ok(f) => Err(format!(
-                "error_frame: {}",
-                f.header("message").unwrap_or("")
-            )),
-            Err(_) => Err("subscribe".into()),
+        // The rooms subscribed first may deliver before the last receipt
+        // arrives: those messages precede the session's streams (a stream
+        // starts at its first message read), so they are passed over.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match client.frame_within(wait).await {
+                Ok(f) if f.command == Command::Receipt => return Ok(client),
+                Ok(f) if f.command == Command::Message => continue,
+                Ok(f) => {
+                    return Err(format!(
+                        "error_frame: {}",
+                        f.header("message").unwrap_or("")
+                    ))
+                }
+                Err(_) => return Err("subscribe".into()),
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use broker_bridge::pattern;
 
-use super::Claims;
+use crate::Claims;
 
 /// The frame a decision is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,10 +37,10 @@ use std::{
 use broker_bridge::{pattern::Pattern, Broker, Position, Route};
 use parking_lot::Mutex;
 
-use crate::{
+use super::{
     message::EncodedMessage,
     outbound::{Delivery, Outbound},
-    resume::ring::{ReplayRing, RingBudget, RingMark, RingSettings},
+    ring::{ReplayRing, RingBudget, RingMark, RingSettings},
 };
 
 const SHARDS: usize = 64;

@@ -19,7 +19,7 @@ use std::{
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::SegQueue;
 
-use crate::message::EncodedMessage;
+use super::message::EncodedMessage;
 
 /// One message for one subscription of one connection: a shared encoded
 /// message and the connection-local key of the subscription it matched.
@@ -244,7 +244,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::EncodedMessage;
+    use crate::hub::message::EncodedMessage;
 
     fn delivery() -> Delivery {
         Delivery {

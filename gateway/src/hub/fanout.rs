@@ -11,12 +11,12 @@ use std::sync::Arc;
 use broker_bridge::{DeliverySink, Publication, Route};
 use stomp::Version;
 
-use crate::{
+use super::{
     message::EncodedMessage,
-    metrics::Metrics,
     outbound::{Delivery, Pushed},
     registry::Registry,
 };
+use crate::metrics::Metrics;
 
 pub struct Fanout {
     registry: Arc<Registry>,

@@ -21,7 +21,7 @@ use std::{
 
 use broker_bridge::Position;
 
-use crate::message::EncodedMessage;
+use super::message::EncodedMessage;
 
 /// How big rings may grow.
 #[derive(Debug, Clone, Copy)]

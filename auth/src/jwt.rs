@@ -15,7 +15,7 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 
-use super::{AuthError, SecurityError, MIN_SECRET_BYTES};
+use crate::{read_secret_file, AuthError, LoadError, MIN_SECRET_BYTES};
 
 /// The claims the gateway reads; others are ignored.
 #[derive(Debug, Deserialize)]
@@ -96,18 +96,18 @@ impl JwtVerifier {
     /// The verifier of `settings`, or `None` when no key is configured
     /// (authentication off). An HMAC secret shorter than
     /// [`MIN_SECRET_BYTES`] is refused.
-    pub fn from_settings(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, SecurityError> {
+    pub fn from_settings(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, LoadError> {
         let mut secret = settings.secret.map(str::to_string);
         if let Some(path) = settings.secret_file {
             secret = Some(
-                super::read_secret_file(path)?
+                read_secret_file(path)?
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),
             );
         }
         if let Some(secret) = &secret {
             if secret.len() < MIN_SECRET_BYTES {
-                return Err(SecurityError::WeakSecret(secret.len()));
+                return Err(LoadError::WeakSecret(secret.len()));
             }
         }
         if secret.is_none() && settings.public_keys.is_empty() {
@@ -131,9 +131,9 @@ impl JwtVerifier {
 
     /// Adds the public key(s) of a file: a JWKS document (JSON) or one PEM
     /// public key (RSA, EC or Ed25519).
-    pub fn add_key_file(&mut self, path: &Path) -> Result<(), SecurityError> {
-        let text = super::read_secret_file(path)?;
-        let invalid = |reason: String| SecurityError::File {
+    pub fn add_key_file(&mut self, path: &Path) -> Result<(), LoadError> {
+        let text = read_secret_file(path)?;
+        let invalid = |reason: String| LoadError::File {
             path: path.to_path_buf(),
             reason,
         };

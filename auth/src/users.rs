@@ -19,7 +19,7 @@ use ring::digest;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::SecurityError;
+use crate::{read_secret_file, LoadError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,9 +53,9 @@ pub struct Users {
 }
 
 impl Users {
-    pub fn load(path: &Path) -> Result<Users, SecurityError> {
-        let text = super::read_secret_file(path)?;
-        Users::parse(&text).map_err(|reason| SecurityError::File {
+    pub fn load(path: &Path) -> Result<Users, LoadError> {
+        let text = read_secret_file(path)?;
+        Users::parse(&text).map_err(|reason| LoadError::File {
             path: path.to_path_buf(),
             reason,
         })

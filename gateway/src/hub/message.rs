@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use auth::headers::POSITION_HEADER;
 use broker_bridge::{Position, Publication};
 use bytes::{BufMut, Bytes, BytesMut};
 use stomp::{escape, Version};
@@ -29,28 +30,6 @@ pub struct EncodedMessage {
     message_id: Arc<str>,
     position: Option<Position>,
 }
-
-/// The header carrying a message's position in its destination (see
-/// `docs/protocol.md`, Positions).
-pub const POSITION_HEADER: &str = "position";
-
-/// Header names a SEND may not pass through to MESSAGE: they describe the
-/// SEND frame itself or are set by the server.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "destination",
-    "message-id",
-    "subscription",
-    "ack",
-    "receipt",
-    "transaction",
-    "content-length",
-    POSITION_HEADER,
-];
-
-/// The header naming an authenticated sender; the gateway sets it on every
-/// message from an authenticated connection (as RabbitMQ's validated
-/// `user-id`), so receivers and the history can trust it.
-pub const USER_ID_HEADER: &str = "user-id";
 
 impl EncodedMessage {
     /// Encodes `publication` once for `version` (1.0 sessions get unescaped
