@@ -25,7 +25,7 @@ use crate::{
     resume::{metrics::ResumeMetrics, token::TokenKey, Resume, ResumeParts},
     roster::Roster,
     security::{Security, SecurityError},
-    session::{SessionContext, SessionParts},
+    session::{MessageIds, SessionContext},
     transport::server::{Server, ServerSettings},
 };
 
@@ -165,18 +165,16 @@ impl Node {
             },
             RebalanceMetrics::register(metrics.registry(), &id),
         ));
-        let session = Arc::new(SessionContext::new(
-            config.session.clone(),
-            config.connection.message_frames,
-            SessionParts {
-                node_id: id.clone(),
-                registry: registry.clone(),
-                broker: broker.clone(),
-                security: security.clone(),
-                resume: resume.clone(),
-                metrics: metrics.clone(),
-            },
-        ));
+        let session = Arc::new(SessionContext {
+            settings: config.session.clone(),
+            message_frames: config.connection.message_frames,
+            message_ids: MessageIds::new(id.clone()),
+            registry: registry.clone(),
+            broker: broker.clone(),
+            security: security.clone(),
+            resume: resume.clone(),
+            metrics: metrics.clone(),
+        });
         let connections = Arc::new(ConnectionContext {
             settings: config.connection.clone(),
             max_frame_rate: config.security.max_frame_rate,

@@ -23,18 +23,7 @@ pub struct SessionContext {
     pub settings: SessionConfig,
     /// How MESSAGE frames are carried (text or binary WebSocket messages).
     pub message_frames: MessageFrames,
-    pub node_id: Arc<str>,
-    pub registry: Arc<Registry>,
-    pub broker: Arc<dyn Broker>,
-    pub security: Arc<Security>,
-    pub resume: Arc<Resume>,
-    pub metrics: Arc<Metrics>,
-    next_message: AtomicU64,
-}
-
-/// The parts a [`SessionContext`] is built from.
-pub struct SessionParts {
-    pub node_id: Arc<str>,
+    pub message_ids: MessageIds,
     pub registry: Arc<Registry>,
     pub broker: Arc<dyn Broker>,
     pub security: Arc<Security>,
@@ -42,28 +31,27 @@ pub struct SessionParts {
     pub metrics: Arc<Metrics>,
 }
 
-impl SessionContext {
-    pub fn new(
-        settings: SessionConfig,
-        message_frames: MessageFrames,
-        parts: SessionParts,
-    ) -> SessionContext {
-        SessionContext {
-            settings,
-            message_frames,
-            node_id: parts.node_id,
-            registry: parts.registry,
-            broker: parts.broker,
-            security: parts.security,
-            resume: parts.resume,
-            metrics: parts.metrics,
-            next_message: AtomicU64::new(1),
+/// Message ids unique in the cluster: `<node>-<counter>`.
+pub struct MessageIds {
+    node_id: Arc<str>,
+    next: AtomicU64,
+}
+
+impl MessageIds {
+    pub fn new(node_id: Arc<str>) -> MessageIds {
+        MessageIds {
+            node_id,
+            next: AtomicU64::new(1),
         }
     }
 
-    /// A message id unique in the cluster: `<node>-<counter>`.
-    pub fn next_message_id(&self) -> Arc<str> {
-        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+    /// The node the ids name (also the node a session's state names).
+    pub fn node_id(&self) -> &Arc<str> {
+        &self.node_id
+    }
+
+    pub fn next(&self) -> Arc<str> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.node_id).into()
     }
 }

@@ -62,7 +62,7 @@ impl Session {
         let resume = &self.ctx.resume;
         SessionState {
             session: self.session_id.to_string(),
-            node: self.ctx.node_id.to_string(),
+            node: self.ctx.message_ids.node_id().to_string(),
             user: self.principal.as_ref().map(|p| p.user.to_string()),
             subscriptions: self
                 .subscriptions

@@ -36,7 +36,7 @@ use stomp::{Command, Frame, Version};
 
 pub use acks::AckMode;
 use acks::PendingAcks;
-pub use context::{SessionContext, SessionParts};
+pub use context::{MessageIds, SessionContext};
 pub use error::StompError;
 use heartbeat::Heartbeat;
 pub use output::{write_frame, Output};

@@ -58,7 +58,7 @@ impl Session {
         }
         let publication = Publication {
             destination,
-            message_id: self.ctx.next_message_id(),
+            message_id: self.ctx.message_ids.next(),
             headers,
             body: frame.body,
             position: None,
