@@ -14,12 +14,10 @@
 //! (`<ms>-<seq>`) is the message's position: unique, and increasing along
 //! the stream, hence along every destination in it.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 use redis::Value;
 
-use crate::pattern::Pattern;
+use crate::pattern::DestinationSet;
 
 /// The stream entry field that holds the envelope.
 pub const ENTRY_FIELD: &str = "m";
@@ -33,8 +31,7 @@ pub const DEFAULT_MAX_LEN: u64 = 1_000_000;
 /// Which destinations are durable, and where their messages are appended.
 #[derive(Debug, Clone, Default)]
 pub struct Durable {
-    exact: HashSet<Box<str>>,
-    patterns: Vec<Pattern>,
+    destinations: DestinationSet,
     stream: String,
     max_len: u64,
     recent_len: u64,
@@ -47,35 +44,24 @@ impl Durable {
     /// `destinations` are concrete destinations or wildcard patterns
     /// (`/topic/chat.#`), as in SUBSCRIBE.
     pub fn new(destinations: &[String], stream: impl Into<String>, max_len: u64) -> Durable {
-        let mut durable = Durable {
+        Durable {
+            destinations: DestinationSet::new(destinations),
             stream: stream.into(),
             max_len,
             recent_len: DEFAULT_RECENT_LEN,
-            ..Durable::default()
-        };
-        for destination in destinations {
-            match Pattern::parse(destination) {
-                Some(pattern) => durable.patterns.push(pattern),
-                None => {
-                    durable.exact.insert(destination.as_str().into());
-                }
-            }
         }
-        durable
     }
 
     /// No destination is durable: publishing costs nothing extra.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.patterns.is_empty()
+        self.destinations.is_empty()
     }
 
     /// Whether messages to `destination` are kept. With no durable
     /// destination configured this is one length check: the publish path
     /// asks it for every message.
     pub fn covers(&self, destination: &str) -> bool {
-        !self.is_empty()
-            && (self.exact.contains(destination)
-                || self.patterns.iter().any(|p| p.matches(destination)))
+        self.destinations.contains(destination)
     }
 
     /// Caps each destination's recent stream (what another node replays

@@ -21,6 +21,7 @@ pub mod durable;
 mod embedded;
 pub mod envelope;
 pub mod fleet;
+pub mod history;
 pub mod pattern;
 pub mod position;
 mod publication;
@@ -36,6 +37,7 @@ use thiserror::Error;
 pub use durable::Durable;
 pub use embedded::EmbeddedBroker;
 pub use fleet::NodeLoad;
+pub use history::History;
 pub use position::Position;
 pub use publication::Publication;
 pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};
@@ -107,7 +109,8 @@ pub trait Broker: Send + Sync + 'static {
 }
 
 /// What any node can recover of a session that ended elsewhere: parked
-/// session states and the recent messages of durable destinations.
+/// session states and the recent messages of durable and history
+/// destinations.
 ///
 /// Every method has a "keeps nothing" default: the embedded broker (a
 /// fleet of one, whose own memory is all there is) and sharded mode
@@ -131,14 +134,14 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Whether any node can replay `destination`'s recent messages (a
-    /// durable destination), so its subscribers can move between nodes
-    /// without a gap.
+    /// durable or history destination), so its subscribers can move between
+    /// nodes without a gap.
     fn replayable(&self, _destination: &str) -> bool {
         false
     }
 
     /// The messages of `destination` after `after`, if the cluster keeps
-    /// them (durable destinations); `None` when it does not.
+    /// them (durable and history destinations); `None` when it does not.
     fn replay(
         &self,
         _destination: &str,

@@ -85,6 +85,41 @@ impl Pattern {
     }
 }
 
+/// A set of destinations given as concrete names or wildcard patterns, as
+/// the `--durable` and `--history` flags take them.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationSet {
+    exact: std::collections::HashSet<Box<str>>,
+    patterns: Vec<Pattern>,
+}
+
+impl DestinationSet {
+    pub fn new(destinations: &[String]) -> DestinationSet {
+        let mut set = DestinationSet::default();
+        for destination in destinations {
+            match Pattern::parse(destination) {
+                Some(pattern) => set.patterns.push(pattern),
+                None => {
+                    set.exact.insert(destination.as_str().into());
+                }
+            }
+        }
+        set
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.patterns.is_empty()
+    }
+
+    /// Whether the set names `destination`. An empty set answers with one
+    /// length check: the publish path asks for every message.
+    pub fn contains(&self, destination: &str) -> bool {
+        !self.is_empty()
+            && (self.exact.contains(destination)
+                || self.patterns.iter().any(|p| p.matches(destination)))
+    }
+}
+
 /// Whether every destination that `requested` names (a concrete
 /// destination or a wildcard subscription) is also named by `grant`, under
 /// the same wildcard rules. Authorization uses it so that a wildcard

@@ -140,6 +140,23 @@ pub struct ClusterConfig {
     /// it for the longest api outage to survive.
     #[arg(long, env = "GATEWAY_DURABLE_MAX_LEN", default_value_t = broker_bridge::durable::DEFAULT_MAX_LEN)]
     pub durable_max_len: u64,
+
+    /// Destinations that keep recent history in Redis (repeatable; concrete
+    /// or wildcard, e.g. `/topic/chat.*`): any node can replay what a
+    /// client missed, after a crash of its node too (`resume-from` on
+    /// SUBSCRIBE, docs/resume.md). Not persisted by the api. Every node must
+    /// have the same list. Needs `--redis-url` without `--redis-sharded`.
+    #[arg(long, env = "GATEWAY_HISTORY", value_delimiter = ',')]
+    pub history: Vec<String>,
+
+    /// Approximate cap on each history destination's stream (entries).
+    #[arg(long, env = "GATEWAY_HISTORY_LEN", default_value_t = broker_bridge::history::DEFAULT_LEN)]
+    pub history_len: u64,
+
+    /// Age past which history messages are dropped (and after which a
+    /// silent destination's history disappears); at most one day.
+    #[arg(long, env = "GATEWAY_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64)]
+    pub history_ttl_ms: u64,
 }
 
 /// Resume: session windows, replay rings, tokens and the stickiness cookie.
@@ -552,6 +569,18 @@ impl Config {
                 "durable destinations need --redis-url without --redis-sharded \
                  (the api reads them from one Redis Stream)",
             );
+        }
+        if !self.cluster.history.is_empty()
+            && (self.cluster.redis_url.is_none() || self.cluster.redis_sharded)
+        {
+            return invalid(
+                "history destinations need --redis-url without --redis-sharded \
+                 (a destination's history stream and channel must be on one Redis)",
+            );
+        }
+        let max_ttl = broker_bridge::history::MAX_TTL.as_millis() as u64;
+        if self.cluster.history_len == 0 || !(1..=max_ttl).contains(&self.cluster.history_ttl_ms) {
+            return invalid("history-len must be > 0 and history-ttl-ms between 1 and 86400000");
         }
         if self.cluster.durable_max_len == 0 || self.cluster.durable_stream.is_empty() {
             return invalid("durable-max-len must be > 0 and durable-stream non-empty");

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use broker_bridge::{
-    Broker, BrokerError, Durable, EmbeddedBroker, FleetView, RedisBroker, RedisOptions,
+    Broker, BrokerError, Durable, EmbeddedBroker, FleetView, History, RedisBroker, RedisOptions,
     SessionStore, ShardedRedisBroker,
 };
 use thiserror::Error;
@@ -98,6 +98,12 @@ impl Node {
             )
             .with_recent_len(config.resume.resume_stream_len),
         );
+        options.history = Arc::new(History::new(
+            &cluster.history,
+            format!("{}history:", cluster.redis_channel_prefix),
+            cluster.history_len,
+            std::time::Duration::from_millis(cluster.history_ttl_ms),
+        ));
         let engine = if cluster.redis_sharded {
             let broker = Arc::new(ShardedRedisBroker::start(
                 options,

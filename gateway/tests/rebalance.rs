@@ -250,6 +250,7 @@ async fn scale_out_evens_the_fleet_and_moved_clients_lose_nothing() {
     let mut moved = 0usize;
     let mut sheds = 0usize;
     let mut bounces = 0usize;
+    let mut recovered = 0usize;
     let mut on_node: BTreeMap<String, usize> = BTreeMap::new();
     for client in clients {
         let report = timeout(Duration::from_secs(60), client)
@@ -261,6 +262,7 @@ async fn scale_out_evens_the_fleet_and_moved_clients_lose_nothing() {
         lost += published as usize - distinct.len();
         duplicated += report.received.len() - distinct.len();
         sheds += report.sheds;
+        recovered += report.recovered;
         bounces += report.bounces;
         if report.nodes.len() > 1 {
             moved += 1;
@@ -271,8 +273,8 @@ async fn scale_out_evens_the_fleet_and_moved_clients_lose_nothing() {
     }
     println!(
         "{CLIENTS} clients x {published} messages: {sheds} sheds, {bounces} bounced upgrades, \
-         {moved} clients moved, final {on_node:?}; lost {lost}, duplicated {duplicated}, \
-         out of order {out_of_order}"
+         {moved} clients moved ({recovered} reconnects recovered by resume-from), final \
+         {on_node:?}; lost {lost}, duplicated {duplicated}, out of order {out_of_order}"
     );
     assert!(
         on_node.get("c").copied().unwrap_or(0) > CLIENTS / 4,
@@ -296,6 +298,9 @@ struct Report {
     nodes: Vec<String>,
     sheds: usize,
     bounces: usize,
+    /// Reconnects whose token did not restore the subscription, recovered
+    /// by `resume-from`.
+    recovered: usize,
 }
 
 /// A browser-like client: keeps its cookies (and drops the one a 503
@@ -312,6 +317,7 @@ async fn chat_client(
         nodes: Vec::new(),
         sheds: 0,
         bounces: 0,
+        recovered: 0,
     };
     let mut token: Option<String> = None;
     let mut position: Option<String> = None;
@@ -344,12 +350,19 @@ async fn chat_client(
             continue;
         };
         assert_eq!(connected.command, Command::Connected, "{connected:?}");
-        if token.is_some() {
+        // A moved client resumes with its token; when the token's session
+        // cannot vouch for its subscription (a shed that overtook the
+        // SUBSCRIBE, a restore with a gap), CONNECTED says so and the
+        // SUBSCRIBE's `resume-from` must recover it.
+        let mut must_recover = false;
+        if token.is_some() && connected.header("resumed") != Some("true") {
             assert_eq!(
-                connected.header("resumed"),
-                Some("true"),
-                "a moved client resumes: {connected:?}"
+                connected.header("resume-lost"),
+                Some("fleet"),
+                "a moved client resumes, or is told what to recover: {connected:?}"
             );
+            must_recover = true;
+            report.recovered += 1;
         }
         token = connected.header("resume-token").map(str::to_string);
         let session = connected.header("session").unwrap_or_default();
@@ -357,16 +370,15 @@ async fn chat_client(
         if report.nodes.last() != Some(&node) {
             report.nodes.push(node);
         }
-        c.send(
-            Command::Subscribe,
-            &[
-                ("id", "fleet"),
-                ("destination", DESTINATION),
-                ("receipt", "r"),
-            ],
-            b"",
-        )
-        .await;
+        let mut subscribe = vec![
+            ("id", "fleet"),
+            ("destination", DESTINATION),
+            ("receipt", "r"),
+        ];
+        if let Some(p) = &position {
+            subscribe.push(("resume-from", p.as_str()));
+        }
+        c.send(Command::Subscribe, &subscribe, b"").await;
         loop {
             let f = match c.next_frame_within(Duration::from_secs(120)).await {
                 Ok(Some(f)) => f,
@@ -374,9 +386,18 @@ async fn chat_client(
                 Err(()) => panic!("client {index}: nothing for 120 s"),
             };
             match f.command {
-                Command::Receipt if !announced => {
-                    announced = true;
-                    let _ = ready.send(()).await;
+                Command::Receipt => {
+                    if must_recover {
+                        assert_eq!(
+                            f.header("resumed"),
+                            Some("true"),
+                            "resume-from recovers what the token could not: {f:?}"
+                        );
+                    }
+                    if !announced {
+                        announced = true;
+                        let _ = ready.send(()).await;
+                    }
                 }
                 Command::Message => {
                     report

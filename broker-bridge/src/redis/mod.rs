@@ -49,13 +49,14 @@ use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, FleetView, NodeLoad, Position,
-    Publication, Replay, Route, SessionStore, SubscriptionReady,
+    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, FleetView, History, NodeLoad,
+    Position, Publication, Replay, Route, SessionStore, SubscriptionReady,
 };
 pub use fleet::fleet_key;
 use link::RedisLink;
 pub use metrics::RedisMetrics;
 pub use sessions::session_key;
+use sessions::ReplaySource;
 pub use sharded::ShardedRedisBroker;
 
 /// Settings of the Redis broker.
@@ -75,6 +76,9 @@ pub struct RedisOptions {
     /// Destinations whose messages are also appended to a Redis Stream
     /// (classic pub/sub only; empty by default).
     pub durable: Arc<Durable>,
+    /// Destinations whose recent messages are kept for replay on any node
+    /// (classic pub/sub only; empty by default).
+    pub history: Arc<History>,
 }
 
 impl RedisOptions {
@@ -86,6 +90,7 @@ impl RedisOptions {
             publish_queue: 65_536,
             max_pipeline: 512,
             durable: Arc::default(),
+            history: Arc::default(),
         }
     }
 }
@@ -309,7 +314,8 @@ impl SessionStore for RedisBroker {
     }
 
     fn replayable(&self, destination: &str) -> bool {
-        self.shared.options.durable.covers(destination)
+        let options = &self.shared.options;
+        options.durable.covers(destination) || options.history.covers(destination)
     }
 
     fn replay(
@@ -317,13 +323,25 @@ impl SessionStore for RedisBroker {
         destination: &str,
         after: Position,
     ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
-        if !self.replayable(destination) {
+        let options = &self.shared.options;
+        let source = if options.durable.covers(destination) {
+            ReplaySource {
+                key: options.durable.recent_key(destination),
+                cap: options.durable.recent_len(),
+                ttl: None,
+            }
+        } else if options.history.covers(destination) {
+            ReplaySource {
+                key: options.history.key(destination),
+                cap: options.history.len(),
+                ttl: Some(options.history.ttl()),
+            }
+        } else {
             return None;
-        }
-        let (link, durable) = (self.link.clone(), self.shared.options.durable.clone());
-        let destination = destination.to_string();
+        };
+        let link = self.link.clone();
         Some(Box::pin(async move {
-            sessions::replay(&link, &durable, &destination, after).await
+            sessions::replay(&link, source, after).await
         }))
     }
 }

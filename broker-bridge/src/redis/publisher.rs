@@ -60,13 +60,20 @@ pub(super) async fn run(
                 }
             }
             let mut pipe = redis::pipe();
-            let durable = &shared.options.durable;
+            let (durable, history) = (&shared.options.durable, &shared.options.history);
             for p in &batch {
                 match envelope::encode(&shared.options.node_id, p) {
                     Ok(bytes) => {
                         let channel = shared.channel(&p.destination);
                         script
-                            .add(&mut pipe, &channel, &p.destination, durable, &bytes)
+                            .add(
+                                &mut pipe,
+                                &channel,
+                                &p.destination,
+                                durable,
+                                history,
+                                &bytes,
+                            )
                             .ignore();
                     }
                     Err(e) => tracing::warn!(error = %e, "message cannot be enveloped; dropped"),

@@ -13,6 +13,10 @@
 //!   destination's short *recent* stream (what a node replays to a client
 //!   that resumes on another node; capped by length and expiring a day after
 //!   the destination's last message), then `PUBLISH`;
+//! * **history destination** ([`crate::History`]): `XADD` to the
+//!   destination's history stream (its entry id is the position), trimmed
+//!   by length and by age (`MINID` of Redis's time minus the TTL), expiring
+//!   after a TTL of silence, then `PUBLISH`;
 //! * **any other destination**: `INCR` of a counter keyed like the channel
 //!   (keys and channels are separate namespaces in Redis; the shared name
 //!   keeps both in one hash slot for sharded pub/sub), refreshed to expire a
@@ -21,7 +25,7 @@
 //! The published envelope is version 2 (position after the version byte);
 //! the durable stream keeps version 1 (see [`crate::envelope`]).
 
-use crate::Durable;
+use crate::{Durable, History};
 
 /// Idle time after which a destination's counter and recent stream expire.
 /// A destination silent for a day restarts its count at `0-1`; a client
@@ -34,6 +38,14 @@ if #KEYS == 3 then
   position = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[1])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], position, 'm', ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
+elseif #KEYS == 2 then
+  position = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[1])
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
+  if oldest > 0 then
+    redis.call('XTRIM', KEYS[2], 'MINID', oldest)
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
 else
   position = '0-' .. redis.call('INCR', KEYS[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -97,6 +109,7 @@ impl PublishScript {
         channel: &str,
         destination: &str,
         durable: &Durable,
+        history: &History,
         envelope: &[u8],
     ) -> &'a mut redis::Pipeline {
         if self.inline {
@@ -113,6 +126,14 @@ impl PublishScript {
                 .arg(IDLE_EXPIRY_MS)
                 .arg(durable.max_len())
                 .arg(durable.recent_len())
+        } else if history.covers(destination) {
+            pipe.arg(2)
+                .arg(channel)
+                .arg(history.key(destination))
+                .arg(envelope)
+                .arg(IDLE_EXPIRY_MS)
+                .arg(history.len())
+                .arg(history.ttl().as_millis() as u64)
         } else {
             pipe.arg(1).arg(channel).arg(envelope).arg(IDLE_EXPIRY_MS)
         }
@@ -134,11 +155,24 @@ mod tests {
     }
 
     #[test]
-    fn durable_and_plain_destinations_pass_the_keys_the_script_expects() {
+    fn durable_history_and_plain_destinations_pass_the_keys_the_script_expects() {
         let durable = Durable::new(&["/topic/d".to_string()], "s", 500).with_recent_len(50);
+        let history = History::new(
+            &["/topic/h".to_string()],
+            "h:",
+            20,
+            std::time::Duration::from_secs(60),
+        );
         let script = PublishScript::classic();
         let mut pipe = redis::pipe();
-        script.add(&mut pipe, "stomp:/topic/d", "/topic/d", &durable, b"E");
+        script.add(
+            &mut pipe,
+            "stomp:/topic/d",
+            "/topic/d",
+            &durable,
+            &history,
+            b"E",
+        );
         let w = words(&pipe);
         assert_eq!(w[0], "EVALSHA");
         assert_eq!(w[1].len(), 40);
@@ -156,7 +190,35 @@ mod tests {
             ]
         );
         let mut pipe = redis::pipe();
-        script.add(&mut pipe, "stomp:/topic/x", "/topic/x", &durable, b"E");
+        script.add(
+            &mut pipe,
+            "stomp:/topic/h",
+            "/topic/h",
+            &durable,
+            &history,
+            b"E",
+        );
+        assert_eq!(
+            &words(&pipe)[2..],
+            [
+                "2",
+                "stomp:/topic/h",
+                "h:/topic/h",
+                "E",
+                "86400000",
+                "20",
+                "60000"
+            ]
+        );
+        let mut pipe = redis::pipe();
+        script.add(
+            &mut pipe,
+            "stomp:/topic/x",
+            "/topic/x",
+            &durable,
+            &history,
+            b"E",
+        );
         assert_eq!(&words(&pipe)[2..], ["1", "stomp:/topic/x", "E", "86400000"]);
     }
 
@@ -165,7 +227,14 @@ mod tests {
         let script = PublishScript::sharded();
         assert!(script.source.contains("'SPUBLISH'") && !script.source.contains("'PUBLISH'"));
         let mut pipe = redis::pipe();
-        script.add(&mut pipe, "c", "/topic/x", &Durable::default(), b"E");
+        script.add(
+            &mut pipe,
+            "c",
+            "/topic/x",
+            &Durable::default(),
+            &History::default(),
+            b"E",
+        );
         assert_eq!(words(&pipe)[0], "EVAL");
     }
 }

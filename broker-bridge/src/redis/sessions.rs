@@ -5,9 +5,9 @@
 //!   the session's state under `<prefix>session:<id>` with a TTL of the
 //!   resume window. Whichever node the client comes back to takes it with
 //!   `GETDEL`, so a session resumes at most once.
-//! * **Replay**: the recent stream of a durable destination (see
-//!   [`super::sequencer`]) read from the client's last position with
-//!   `XRANGE`.
+//! * **Replay**: the recent stream of a durable destination, or the
+//!   history stream of a history destination (see [`super::sequencer`]),
+//!   read from the client's last position with `XRANGE`.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::link::RedisLink;
-use crate::{envelope, BrokerError, Durable, Position, Publication, Replay};
+use crate::{envelope, BrokerError, Position, Publication, Replay};
 
 /// The key of a parked session.
 pub fn session_key(prefix: &str, session: &str) -> String {
@@ -49,41 +49,56 @@ pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>
     Ok(state.map(Bytes::from))
 }
 
-/// Everything in `destination`'s recent stream after `after`; complete
-/// when nothing after `after` can have been trimmed: an entry at or before
-/// `after` is still there (the stream is trimmed oldest first), or the
-/// stream never reached its cap. The second rule covers a position that
-/// names no entry (a handoff's lower bound for a subscription that had
-/// received nothing, see the gateway's resume) on a quiet destination.
+/// A stream a destination's recent messages can be replayed from.
+pub(super) struct ReplaySource {
+    pub key: String,
+    /// The stream's approximate length cap.
+    pub cap: u64,
+    /// For a history stream: the age past which entries are trimmed.
+    pub ttl: Option<Duration>,
+}
+
+/// Everything in the stream after `after`; complete when nothing after
+/// `after` can have been trimmed: an entry at or before `after` is still
+/// there (streams are trimmed oldest first), or the stream never reached
+/// its cap and (for history) `after` is younger than the TTL, so no age
+/// trim reached past it. The second rule covers a position that names no
+/// entry (a handoff's lower bound for a subscription that had received
+/// nothing, see the gateway's resume) on a quiet destination.
 pub(super) async fn replay(
     link: &RedisLink,
-    durable: &Durable,
-    destination: &str,
+    source: ReplaySource,
     after: Position,
 ) -> Result<Replay, BrokerError> {
     let mut c = link.connection().await.map_err(unavailable)?;
-    let key = durable.recent_key(destination);
-    let (range, before, len): (Value, Value, u64) = redis::pipe()
+    let key = &source.key;
+    let (range, before, len, time): (Value, Value, u64, (u64, u64)) = redis::pipe()
         .cmd("XRANGE")
-        .arg(&key)
+        .arg(key)
         .arg(after.to_string())
         .arg("+")
         .arg("COUNT")
-        .arg(durable.recent_len() + 1)
+        .arg(source.cap + 1)
         .cmd("XREVRANGE")
-        .arg(&key)
+        .arg(key)
         .arg(after.to_string())
         .arg("-")
         .arg("COUNT")
         .arg(1)
         .cmd("XLEN")
-        .arg(&key)
+        .arg(key)
+        .cmd("TIME")
         .query_async(&mut c)
         .await
         .map_err(unavailable)?;
     let mut replay = parse_range(range, after)?;
     let kept_older = matches!(before, Value::Array(ref entries) if !entries.is_empty());
-    replay.complete |= kept_older || len < durable.recent_len();
+    // Redis's clock, the one that stamped the entry ids and trims by age.
+    let now_ms = time.0 * 1_000 + time.1 / 1_000;
+    let younger_than_ttl = source
+        .ttl
+        .is_none_or(|ttl| after.ms + ttl.as_millis() as u64 > now_ms);
+    replay.complete |= kept_older || (len < source.cap && younger_than_ttl);
     Ok(replay)
 }
 

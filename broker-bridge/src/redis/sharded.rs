@@ -266,6 +266,7 @@ async fn publish(
                                     &channel,
                                     &destination,
                                     &shared.options.durable,
+                                    &shared.options.history,
                                     &payload,
                                 )
                                 .ignore();

@@ -8,11 +8,11 @@ use tokio::{
     time::Instant,
 };
 
-use super::{websocket, writer::WebSocketOut, Connection, Pending};
+use super::{websocket, writer::WebSocketOut, Connection, Pending, Replaying};
 use crate::{
     connection::websocket::Control,
     metrics::CloseReason,
-    session::{Flow, StompError},
+    session::{Flow, PendingReplay, StompError},
 };
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -111,6 +111,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Ok(Flow::AwaitSubscription(pending)) => {
                     self.pending = Some(Pending::Subscription(pending))
+                }
+                Ok(Flow::AwaitReplay(pending)) => {
+                    let PendingReplay {
+                        subscription,
+                        receipt,
+                    } = *pending;
+                    let planned = self
+                        .ctx
+                        .session
+                        .resume
+                        .start_resubscription(subscription.clone());
+                    self.pending = Some(Pending::Replay(Box::new(Replaying {
+                        planned,
+                        subscription,
+                        receipt,
+                    })));
                 }
                 Ok(Flow::AwaitResume(request)) => {
                     let resolution = self.ctx.session.resume.start_fetch(*request);

@@ -43,7 +43,7 @@ use crate::{
     drain::InFlight,
     hub::Outbound,
     metrics::CloseReason,
-    resume::{metrics::Outcome, Resolution},
+    resume::{metrics::Outcome, state::SavedSubscription, Planned, Resolution},
     security::{FrameBucket, IpSlot, Principal},
     session::{write_frame, PendingSubscription, Session, StompError},
 };
@@ -59,6 +59,8 @@ enum Event {
     SubscriptionLive,
     /// A CONNECT's resume is resolved.
     Resumed(Resolution),
+    /// A SUBSCRIBE's `resume-from` replay is fetched.
+    Replayed(Planned),
     Eof,
     Outbound,
     Timer,
@@ -101,6 +103,16 @@ struct Connection<S> {
 enum Pending {
     Subscription(Box<PendingSubscription>),
     Resume(oneshot::Receiver<Resolution>),
+    Replay(Box<Replaying>),
+}
+
+/// A SUBSCRIBE with `resume-from` whose replay is being fetched.
+struct Replaying {
+    planned: oneshot::Receiver<Planned>,
+    /// What to join with if the fetch fails: the subscription, reported
+    /// with a gap.
+    subscription: SavedSubscription,
+    receipt: Option<String>,
 }
 
 /// What the upgrade established about a connection before it starts.
@@ -225,6 +237,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         .set_escaping(self.session.version().escapes_headers());
                     self.process_input();
                 }
+                Event::Replayed(planned) => {
+                    if let Some(Pending::Replay(replaying)) = self.pending.take() {
+                        self.session.finish_resubscription(
+                            planned,
+                            replaying.receipt.as_deref(),
+                            &mut WebSocketOut(&mut self.write),
+                        );
+                    }
+                    self.process_input();
+                }
                 Event::Outbound => self.on_outbound(),
                 Event::Timer => {
                     if let Some(reason) = self.on_timer() {
@@ -267,15 +289,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        let pending_done = match &mut self.pending {
-            Some(Pending::Subscription(pending)) => Pin::new(&mut pending.ready)
-                .poll(cx)
-                .map(|_| Event::SubscriptionLive),
-            Some(Pending::Resume(rx)) => Pin::new(rx).poll(cx).map(|result| {
-                Event::Resumed(result.unwrap_or(Resolution::Failed(Outcome::Unknown)))
-            }),
-            None => Poll::Pending,
-        };
+        let pending_done =
+            match &mut self.pending {
+                Some(Pending::Subscription(pending)) => Pin::new(&mut pending.ready)
+                    .poll(cx)
+                    .map(|_| Event::SubscriptionLive),
+                Some(Pending::Resume(rx)) => Pin::new(rx).poll(cx).map(|result| {
+                    Event::Resumed(result.unwrap_or(Resolution::Failed(Outcome::Unknown)))
+                }),
+                Some(Pending::Replay(replaying)) => {
+                    Pin::new(&mut replaying.planned).poll(cx).map(|result| {
+                        Event::Replayed(result.unwrap_or_else(|_| {
+                            Planned::unreplayed(replaying.subscription.clone())
+                        }))
+                    })
+                }
+                None => Poll::Pending,
+            };
         if pending_done.is_ready() {
             return pending_done;
         }

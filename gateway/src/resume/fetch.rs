@@ -65,6 +65,19 @@ pub struct Planned {
     pub hold_mark: RingMark,
 }
 
+impl Planned {
+    /// A subscription whose replay could not be tried (its task failed): it
+    /// joins live and is reported with a gap.
+    pub fn unreplayed(saved: SavedSubscription) -> Planned {
+        Planned {
+            saved,
+            hold: None,
+            fetched: Some(Err(())),
+            hold_mark: RingMark::default(),
+        }
+    }
+}
+
 impl Plan {
     /// A session parked on this node: its rings are authoritative.
     pub fn local(state: SessionState, holds: Vec<Hold>) -> Plan {
@@ -130,10 +143,38 @@ impl Resume {
         })
     }
 
+    /// Starts [`Resume::plan_resubscription`] on its own task: a SUBSCRIBE
+    /// with `resume-from` waits for it without processing further frames.
+    pub fn start_resubscription(
+        self: &Arc<Self>,
+        saved: SavedSubscription,
+    ) -> oneshot::Receiver<Planned> {
+        let (tx, rx) = oneshot::channel();
+        let resume = self.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(resume.plan_resubscription(saved).await);
+        });
+        rx
+    }
+
+    /// A SUBSCRIBE with `resume-from`: like a resumed subscription, but it
+    /// also waits until the destination is live cluster-wide when nothing
+    /// can be fetched (its RECEIPT promises that, as a plain SUBSCRIBE's
+    /// does).
+    pub async fn plan_resubscription(&self, saved: SavedSubscription) -> Planned {
+        self.plan(&saved, true).await
+    }
+
     /// For a durable subscription with a position: holds the destination,
     /// waits until it is live cluster-wide, then replays the stream after
     /// the position. Others are restored from rings alone.
     async fn plan_subscription(&self, saved: &SavedSubscription) -> Planned {
+        self.plan(saved, false).await
+    }
+
+    /// `join_live`: hold and wait for the subscription to be live even when
+    /// there is nothing to fetch.
+    async fn plan(&self, saved: &SavedSubscription, join_live: bool) -> Planned {
         let mut planned = Planned {
             saved: saved.clone(),
             hold: None,
@@ -143,15 +184,21 @@ impl Resume {
         let replay = saved
             .position
             .and_then(|after| self.store.replay(&saved.destination, after));
-        let Some(replay) = replay else {
+        if replay.is_none() && !join_live {
             return planned;
-        };
+        }
         // The future starts only when awaited: after the hold.
         let destination: Arc<str> = saved.destination.as_str().into();
         let (hold, mark) = self.hold(&destination);
         if let Some(ready) = self.broker.subscription_ready(&destination) {
             let _ = tokio::time::timeout(READY_TIMEOUT, ready).await;
         }
+        let Some(replay) = replay else {
+            // Only a ring that still holds the position can vouch for it
+            // (the hold's own ring saw nothing before the hold began).
+            planned.hold = Some(hold);
+            return planned;
+        };
         // Live messages now reach the ring; the stream has the rest.
         planned.fetched = Some(match replay.await {
             Ok(r) if r.complete => {

@@ -51,6 +51,8 @@ pub enum Source {
 
 pub struct ResumeMetrics {
     outcomes: Vec<IntCounter>,
+    /// SUBSCRIBEs with `resume-from`: [complete, with a gap].
+    resubscribes: [IntCounter; 2],
     replayed_ring: IntCounter,
     replayed_stream: IntCounter,
     pub parked: IntGauge,
@@ -76,6 +78,14 @@ impl ResumeMetrics {
             &["source"],
         )
         .expect("valid metric");
+        let resubscribes = IntCounterVec::new(
+            Opts::new(
+                "gateway_resume_from_subscribes_total",
+                "SUBSCRIBEs with resume-from, by outcome (complete, gap)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let parked = IntGauge::new(
             "gateway_resume_parked_sessions",
             "Sessions that ended and may still resume on this node",
@@ -94,6 +104,7 @@ impl ResumeMetrics {
         for c in [
             Box::new(outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(replayed.clone()),
+            Box::new(resubscribes.clone()),
             Box::new(parked.clone()),
             Box::new(ring_bytes.clone()),
             Box::new(ring_evictions.clone()),
@@ -105,6 +116,10 @@ impl ResumeMetrics {
                 .iter()
                 .map(|o| outcomes.with_label_values(&[o.as_str()]))
                 .collect(),
+            resubscribes: [
+                resubscribes.with_label_values(&["complete"]),
+                resubscribes.with_label_values(&["gap"]),
+            ],
             replayed_ring: replayed.with_label_values(&["ring"]),
             replayed_stream: replayed.with_label_values(&["stream"]),
             parked,
@@ -119,6 +134,17 @@ impl ResumeMetrics {
 
     pub fn outcomes(&self, outcome: Outcome) -> u64 {
         self.outcomes[outcome as usize].get()
+    }
+
+    /// A SUBSCRIBE with `resume-from` joined, with or without a gap.
+    pub fn resubscribed(&self, complete: bool) {
+        self.resubscribes[usize::from(!complete)].inc();
+    }
+
+    /// SUBSCRIBEs with `resume-from` that joined with (`gap`) or without a
+    /// gap.
+    pub fn resubscribes(&self, gap: bool) -> u64 {
+        self.resubscribes[usize::from(gap)].get()
     }
 
     pub fn replayed(&self, source: Source, n: usize) {

@@ -16,6 +16,11 @@
 //!   is reported (`resume-lost`, [`positions`]), never skipped silently.
 //! * A draining node hands each client a token that carries the state
 //!   itself, so any node can honour it even without Redis.
+//! * Without any server-side state (its node crashed, the window passed):
+//!   a SUBSCRIBE with `resume-from:<position>` joins the destination with
+//!   what came after that position, from a ring or from a durable or
+//!   history destination's stream in Redis ([`Resume::plan_resubscription`]),
+//!   the same way a resumed subscription does.
 //!
 //! The session decides *whether* a session parks or resumes; this service
 //! does the work, with the hub (holds, rings, replays) and the session
@@ -52,6 +57,9 @@ use token::{Token, TokenError, TokenKey};
 
 /// The CONNECT/CONNECTED header carrying the token.
 pub const TOKEN_HEADER: &str = "resume-token";
+/// The SUBSCRIBE header naming the last position the client processed on
+/// this destination: what came after it is replayed before live messages.
+pub const RESUME_FROM_HEADER: &str = "resume-from";
 /// The CONNECT header in which a client states the last position it
 /// processed per subscription (`<id>=<position>,…`).
 pub const POSITIONS_HEADER: &str = "resume-positions";

@@ -6,11 +6,8 @@ use std::sync::Arc;
 use auth::Action;
 use stomp::{Command, Frame, Version};
 
-use super::{
-    heartbeat, write_frame, AckMode, Flow, Output, Phase, Session, StompError, Subscription,
-};
+use super::{heartbeat, subscribe::JoinGap, write_frame, Flow, Output, Phase, Session, StompError};
 use crate::{
-    hub::{message::subscription_header, Subscriber},
     metrics::CloseReason,
     resume::{
         metrics::Outcome,
@@ -93,7 +90,11 @@ impl Session {
     /// Restores a resumed session's subscriptions, each with what it missed
     /// queued ahead of live messages, then writes CONNECTED saying how it
     /// went. A subscription that may no longer be held (its grant is gone,
-    /// its destination is refused here) is not restored and counts as lost.
+    /// its destination is refused here), or that would have a gap, is not
+    /// restored and counts as lost: the client SUBSCRIBEs it again, with
+    /// `resume-from` to recover what the cluster still keeps (restoring it
+    /// live would deliver new messages the client could not tell from a
+    /// replay that skipped some).
     fn restore(&mut self, plan: Plan, out: &mut impl Output) {
         let ctx = self.ctx.clone();
         let same_node = ctx.resume.is_this_node(&plan.state.node);
@@ -107,34 +108,10 @@ impl Session {
                 lost.push(saved.id.clone());
                 continue;
             }
-            let (id, destination, ack, position) = (
-                saved.id.clone(),
-                Arc::<str>::from(saved.destination.as_str()),
-                AckMode::parse(&saved.ack).unwrap_or(AckMode::Auto),
-                saved.position,
-            );
-            self.next_key += 1;
-            let key = self.next_key;
-            let subscriber = Subscriber {
-                outbound: self.outbound.clone(),
-                key,
-                escaping: true,
-            };
-            let rejoined = ctx.resume.rejoin(planned, subscriber, same_node);
-            if !rejoined.complete {
-                lost.push(id.clone());
+            let id = saved.id.clone();
+            if !self.join_planned(planned, same_node, JoinGap::Leave) {
+                lost.push(id);
             }
-            self.subscriptions.push(Subscription {
-                key,
-                header: subscription_header(&id, self.version),
-                id: id.into(),
-                destination,
-                ack,
-                last: position,
-                ring: rejoined.ring,
-                adoptable: true,
-                replayed_through: rejoined.replayed_through,
-            });
         }
         let outcome = if lost.is_empty() {
             Outcome::Resumed

@@ -42,7 +42,12 @@ use heartbeat::Heartbeat;
 pub use output::{write_frame, Output};
 use transactions::Transactions;
 
-use crate::{hub::Outbound, resume::ResumeRequest, security::Principal};
+use crate::{
+    hub::Outbound,
+    resume::{state::SavedSubscription, ResumeRequest},
+    security::Principal,
+};
+use subscribe::Joining;
 
 /// What the connection should do after a frame.
 #[derive(Debug)]
@@ -59,6 +64,18 @@ pub enum Flow {
     /// until the resolution arrives, then hand it to
     /// [`Session::finish_resume`].
     AwaitResume(Box<ResumeRequest>),
+    /// A SUBSCRIBE with `resume-from` must fetch what the client missed:
+    /// start it ([`crate::resume::Resume::start_resubscription`]), process
+    /// no further frame until it is planned, then hand it to
+    /// [`Session::finish_resubscription`].
+    AwaitReplay(Box<PendingReplay>),
+}
+
+/// See [`Flow::AwaitReplay`].
+#[derive(Debug)]
+pub struct PendingReplay {
+    pub subscription: SavedSubscription,
+    pub receipt: Option<String>,
 }
 
 /// See [`Flow::AwaitSubscription`].
@@ -96,8 +113,9 @@ struct Subscription {
     last: Option<Position>,
     /// The replay ring `last` refers to (0: none it can vouch for).
     ring: u64,
-    /// Restored by a resume and not yet SUBSCRIBEd again by the client: a
-    /// SUBSCRIBE with the same id and destination adopts it.
+    /// Restored by a resume (with nothing missing) and not yet SUBSCRIBEd
+    /// again by the client: a SUBSCRIBE with the same id and destination
+    /// adopts it.
     adoptable: bool,
     /// Set when a resume replayed from Redis up to this position: the
     /// stream can be ahead of pub/sub, so the same messages may still
@@ -209,13 +227,19 @@ impl Session {
             }
             Command::Send => self.send(frame).map(|()| Flow::Continue),
             Command::Subscribe => match self.subscribe(&frame) {
-                Ok(Some(ready)) => {
+                Ok(Joining::Upstream(ready)) => {
                     return Ok(Flow::AwaitSubscription(Box::new(PendingSubscription {
                         ready,
                         receipt,
                     })))
                 }
-                Ok(None) => Ok(Flow::Continue),
+                Ok(Joining::Replay(subscription)) => {
+                    return Ok(Flow::AwaitReplay(Box::new(PendingReplay {
+                        subscription,
+                        receipt,
+                    })))
+                }
+                Ok(Joining::Joined) => Ok(Flow::Continue),
                 Err(e) => Err(e),
             },
             Command::Unsubscribe => self.unsubscribe(&frame).map(|()| Flow::Continue),

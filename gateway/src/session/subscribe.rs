@@ -4,21 +4,39 @@
 use std::sync::Arc;
 
 use auth::{destination::has_allowed_prefix, Action};
-use broker_bridge::pattern::is_wildcard;
+use broker_bridge::{pattern::is_wildcard, Position, SubscriptionReady};
 use stomp::{Command, Frame, Version};
 
-use super::{required, AckMode, Session, StompError, Subscription};
+use super::{required, write_frame, AckMode, Output, Session, StompError, Subscription};
 use crate::{
     hub::{message::subscription_header, Subscriber},
     metrics::CloseReason,
+    resume::{state::SavedSubscription, Planned, RESUME_FROM_HEADER},
 };
 
+/// What [`Session::join_planned`] does with a subscription that has a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JoinGap {
+    /// Keep it joined, live from now on (the client SUBSCRIBEd it here).
+    Keep,
+    /// Leave it out (a token restore): the client SUBSCRIBEs it again, with
+    /// `resume-from` to recover what the cluster still keeps.
+    Leave,
+}
+
+/// How a SUBSCRIBE joins its destination.
+pub(super) enum Joining {
+    /// Joined; nothing to wait for.
+    Joined,
+    /// Joined here; live cluster-wide once this resolves.
+    Upstream(SubscriptionReady),
+    /// `resume-from`: what came after the position must be fetched first.
+    Replay(SavedSubscription),
+}
+
 impl Session {
-    /// Returns what to wait for before the subscription is live cluster-wide.
-    pub(super) fn subscribe(
-        &mut self,
-        frame: &Frame,
-    ) -> Result<Option<broker_bridge::SubscriptionReady>, StompError> {
+    /// Joins the subscription, or says what it waits for.
+    pub(super) fn subscribe(&mut self, frame: &Frame) -> Result<Joining, StompError> {
         let id = required(frame, "id")?;
         let destination = required(frame, "destination")?;
         self.check_destination(destination)?;
@@ -30,6 +48,7 @@ impl Session {
                 "ack must be auto, client or client-individual, got {ack_header:?}"
             ))
         })?;
+        let resume_from = self.resume_from(frame)?;
         if let Some(i) = self
             .subscriptions
             .iter()
@@ -40,7 +59,7 @@ impl Session {
                 // The client subscribes as it always does after connecting;
                 // its resumed subscription (and replay) already stands.
                 restored.adoptable = false;
-                return Ok(None);
+                return Ok(Joining::Joined);
             }
             let replaced = self.subscriptions.swap_remove(i);
             self.remove_from_registry(&replaced);
@@ -54,6 +73,15 @@ impl Session {
         if self.subscriptions.len() >= max {
             return Err(StompError::new("too many subscriptions")
                 .detail(format!("at most {max} subscriptions per connection")));
+        }
+        if let Some(position) = resume_from {
+            return Ok(Joining::Replay(SavedSubscription {
+                id: id.to_string(),
+                destination: destination.to_string(),
+                ack: ack.as_str().to_string(),
+                position: Some(position),
+                ring: 0,
+            }));
         }
         self.next_key += 1;
         let destination: Arc<str> = destination.into();
@@ -84,7 +112,94 @@ impl Session {
         // rather than by doubling (4 slots on the first push).
         self.subscriptions.reserve_exact(1);
         self.subscriptions.push(subscription);
-        Ok(ready)
+        Ok(ready.map_or(Joining::Joined, Joining::Upstream))
+    }
+
+    /// Completes a SUBSCRIBE with `resume-from` once its replay is
+    /// fetched: joins it, and says in the RECEIPT (if asked for) whether
+    /// anything after the position may be missing. With a gap it joins
+    /// anyway: the client asked for the destination, live from now on.
+    pub fn finish_resubscription(
+        &mut self,
+        planned: Planned,
+        receipt: Option<&str>,
+        out: &mut impl Output,
+    ) {
+        let complete = self.join_planned(planned, false, JoinGap::Keep);
+        self.ctx.resume.metrics.resubscribed(complete);
+        self.publish_movability();
+        if let Some(receipt) = receipt {
+            self.ctx.metrics.frames_out(Command::Receipt, 1);
+            let frame = Frame::new(Command::Receipt)
+                .with_header("receipt-id", receipt)
+                .with_header("resumed", if complete { "true" } else { "false" });
+            write_frame(out, &frame, self.version);
+        }
+    }
+
+    /// Joins a subscription a resume planned (restored from a token, or
+    /// asked for with `resume-from`), what it missed queued ahead of live
+    /// messages. Returns false when something after its position may be
+    /// missing; `on_gap` says whether it stays joined then.
+    pub(super) fn join_planned(
+        &mut self,
+        planned: Planned,
+        same_node: bool,
+        on_gap: JoinGap,
+    ) -> bool {
+        let saved = &planned.saved;
+        let (id, destination, ack, position) = (
+            saved.id.clone(),
+            Arc::<str>::from(saved.destination.as_str()),
+            AckMode::parse(&saved.ack).unwrap_or(AckMode::Auto),
+            saved.position,
+        );
+        self.next_key += 1;
+        let key = self.next_key;
+        let subscriber = Subscriber {
+            outbound: self.outbound.clone(),
+            key,
+            escaping: true,
+        };
+        let rejoined = self.ctx.resume.rejoin(planned, subscriber, same_node);
+        if !rejoined.complete && on_gap == JoinGap::Leave {
+            // Whatever was queued for it is skipped: the session does not
+            // know the key.
+            self.ctx
+                .registry
+                .unsubscribe(&destination, &self.outbound, key);
+            return false;
+        }
+        self.subscriptions.reserve_exact(1);
+        self.subscriptions.push(Subscription {
+            key,
+            header: subscription_header(&id, self.version),
+            id: id.into(),
+            destination,
+            ack,
+            last: position,
+            ring: rejoined.ring,
+            adoptable: on_gap == JoinGap::Leave,
+            replayed_through: rejoined.replayed_through,
+        });
+        rejoined.complete
+    }
+
+    /// The position of `resume-from`, checked. Replays come from rings and
+    /// streams that keep the escaped (1.1/1.2) encoding only.
+    fn resume_from(&self, frame: &Frame) -> Result<Option<Position>, StompError> {
+        let Some(text) = frame.header(RESUME_FROM_HEADER) else {
+            return Ok(None);
+        };
+        if !self.version.escapes_headers() {
+            return Err(StompError::new("resume-from needs STOMP 1.1 or later")
+                .detail("replayed messages are kept in the 1.1/1.2 encoding only"));
+        }
+        text.parse().map(Some).map_err(|_| {
+            StompError::new("invalid resume-from").detail(format!(
+                "resume-from must be a position <ms>-<seq> as MESSAGE carries it, got {text:?}"
+            ))
+        })
     }
 
     pub(super) fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {

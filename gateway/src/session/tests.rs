@@ -651,3 +651,65 @@ mod authenticated {
         assert_eq!(error.message, "access denied");
     }
 }
+
+#[test]
+fn resume_from_replays_after_the_position_and_the_receipt_says_how_it_went() {
+    let ctx = default_context();
+    let mut member = Client::connected(&ctx);
+    let mut sender = Client::connected(&ctx);
+    member.subscribe("m", "/topic/room", "auto");
+    for body in ["one", "two", "three"] {
+        sender.send(send_frame("/topic/room", body)).unwrap();
+    }
+    let seen = member.deliveries();
+    let after_one = seen[0].header("position").expect("positions on MESSAGE");
+
+    let mut back = Client::connected(&ctx);
+    let resubscribe = |id: &str, destination: &str, from: &str| {
+        Frame::new(Command::Subscribe)
+            .with_header("id", id)
+            .with_header("destination", destination)
+            .with_header("resume-from", from)
+            .with_header("receipt", id)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let replay = |client: &mut Client, frame: Frame| {
+        let Ok(Flow::AwaitReplay(pending)) = client.send(frame) else {
+            panic!("resume-from waits for its replay");
+        };
+        let receipt = pending.receipt.clone();
+        let planned = runtime.block_on(ctx.resume.plan_resubscription(pending.subscription));
+        client
+            .session
+            .finish_resubscription(planned, receipt.as_deref(), &mut client.out);
+        client.out.only(Command::Receipt)
+    };
+
+    let receipt = replay(&mut back, resubscribe("s", "/topic/room", after_one));
+    assert_eq!(receipt.header("resumed"), Some("true"), "{receipt:?}");
+    let bodies: Vec<_> = back.deliveries().iter().map(|m| m.body.clone()).collect();
+    assert_eq!(
+        bodies,
+        ["two", "three"],
+        "exactly what came after, in order"
+    );
+    sender.send(send_frame("/topic/room", "four")).unwrap();
+    assert_eq!(&back.deliveries()[0].body[..], b"four", "then live");
+
+    // A position this node's ring does not hold: joined live, with the gap
+    // said in the RECEIPT.
+    let receipt = replay(&mut back, resubscribe("q", "/topic/quiet", "0-9"));
+    assert_eq!(receipt.header("resumed"), Some("false"), "{receipt:?}");
+    sender.send(send_frame("/topic/quiet", "live")).unwrap();
+    assert_eq!(&back.deliveries()[0].body[..], b"live");
+    assert_eq!(ctx.resume.metrics.resubscribes(false), 1);
+    assert_eq!(ctx.resume.metrics.resubscribes(true), 1);
+
+    let e = back
+        .send(resubscribe("z", "/topic/z", "yesterday"))
+        .unwrap_err();
+    assert_eq!(e.message, "invalid resume-from");
+}
