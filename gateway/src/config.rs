@@ -424,6 +424,18 @@ pub struct SecurityConfig {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
 
+    /// New WebSocket connections this node accepts per second; upgrades
+    /// beyond it get 503 with `Retry-After: 1`, so a reconnect storm (a
+    /// node of the fleet died) cannot starve the connections this node
+    /// already holds. 0 = no limit.
+    #[arg(long, env = "GATEWAY_MAX_CONNECT_RATE", default_value_t = 0)]
+    pub max_connect_rate: u32,
+
+    /// New connections accepted at once above the rate (bucket size);
+    /// 0 = one second's worth.
+    #[arg(long, env = "GATEWAY_CONNECT_BURST", default_value_t = 0)]
+    pub connect_burst: u32,
+
     /// Proxies (IP or CIDR, repeatable) whose `X-Forwarded-For` is believed
     /// when finding the client IP, e.g. the ALB's subnets.
     #[arg(long, env = "GATEWAY_TRUSTED_PROXY", value_delimiter = ',')]

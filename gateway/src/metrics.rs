@@ -98,15 +98,18 @@ pub enum UpgradeRejection {
     /// 503: a client this node shed came back with its stickiness cookie,
     /// which the response clears.
     Rebalance,
+    /// 503: the node is at `--max-connect-rate`.
+    ConnectRate,
 }
 
 impl UpgradeRejection {
-    pub const ALL: [UpgradeRejection; 5] = [
+    pub const ALL: [UpgradeRejection; 6] = [
         UpgradeRejection::Capacity,
         UpgradeRejection::Origin,
         UpgradeRejection::PerIp,
         UpgradeRejection::Unauthorized,
         UpgradeRejection::Rebalance,
+        UpgradeRejection::ConnectRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +119,7 @@ impl UpgradeRejection {
             UpgradeRejection::PerIp => "per_ip",
             UpgradeRejection::Unauthorized => "unauthorized",
             UpgradeRejection::Rebalance => "rebalance",
+            UpgradeRejection::ConnectRate => "connect_rate",
         }
     }
 }
@@ -243,7 +247,7 @@ impl Metrics {
             upgrades_rejected: {
                 let v = counter_vec(
                     "gateway_upgrades_rejected_total",
-                    "WebSocket upgrades refused, by reason (capacity, origin, per_ip, unauthorized, rebalance)",
+                    "WebSocket upgrades refused, by reason (capacity, origin, per_ip, unauthorized, rebalance, connect_rate)",
                     "reason",
                 );
                 UpgradeRejection::ALL

@@ -13,43 +13,14 @@ use broker_bridge::Position;
 use stomp::{Command, Frame};
 use support::{
     process::{free_port, signal, spawn_gateway, wait_exit},
+    recovery::{key_file, node_flags, publish_numbered as publish, DURABLE, HISTORY, PLAIN},
     redis::RedisServer,
     start, Client, TestGateway,
 };
 use tokio::time::{sleep, Instant};
 
-const KEY: &str = "crash test cluster key";
-const DURABLE: &str = "/topic/orders";
-const HISTORY: &str = "/topic/chat.lobby";
-const PLAIN: &str = "/topic/typing.lobby";
-
-fn key_file() -> String {
-    let path = std::env::temp_dir().join(format!("crash-key-{}", std::process::id()));
-    std::fs::write(&path, KEY).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
-/// The flags every node of the test cluster runs with.
-fn cluster_flags(redis: &RedisServer, id: &str, key: &str) -> Vec<String> {
-    [
-        "--redis-url",
-        &redis.url(),
-        "--node-id",
-        id,
-        "--resume-key-file",
-        key,
-        "--durable",
-        DURABLE,
-        "--history",
-        "/topic/chat.*",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 async fn in_process_node(redis: &RedisServer, id: &str, key: &str) -> TestGateway {
-    let flags = cluster_flags(redis, id, key);
+    let flags = node_flags(redis, id, key);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let gw = start(&flags).await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -67,22 +38,6 @@ async fn session(addr: SocketAddr) -> (Client, Frame) {
         .await;
     assert_eq!(connected.command, Command::Connected, "{connected:?}");
     (c, connected)
-}
-
-/// Sends one message per number to `destination`, the last with a receipt,
-/// and waits for that receipt.
-async fn publish(publisher: &mut Client, destination: &str, numbers: std::ops::Range<u32>) {
-    let last = numbers.end - 1;
-    for n in numbers {
-        let n_text = n.to_string();
-        let mut headers = vec![("destination", destination), ("x-n", n_text.as_str())];
-        if n == last {
-            headers.push(("receipt", "published"));
-        }
-        publisher.send(Command::Send, &headers, b"m").await;
-    }
-    let receipt = publisher.frame().await;
-    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
 }
 
 /// What a subscriber saw, per subscription: numbers and last position.
@@ -142,7 +97,7 @@ async fn after_a_sigkill_a_subscriber_recovers_every_missed_message_on_another_n
     let a_addr = free_port();
     let mut a = spawn_gateway(
         a_addr,
-        &cluster_flags(&redis, "a", &key)
+        &node_flags(&redis, "a", &key)
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),

@@ -9,8 +9,20 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::pki::{hs256, unix_now, TempDir, TestCa};
-use tokio::process::Command;
+use std::{process::Stdio, time::Duration};
+
+use support::{
+    pki::{hs256, unix_now, TempDir, TestCa},
+    process::{free_port, signal, spawn_gateway, wait_exit},
+    recovery::{key_file, node_flags, publish_numbered, DURABLE, HISTORY},
+    redis::RedisServer,
+    Client,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::Command,
+    time::timeout,
+};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -124,6 +136,84 @@ async fn stompjs_client_on_node() {
         PathBuf::from("node"),
         "stompjs_check.mjs",
         "stompjs interop: OK",
+    )
+    .await;
+}
+
+/// Crash recovery with a real client: it subscribes on node A (the gateway
+/// binary) and processes a message on each destination; node A is
+/// SIGKILLed; 20 messages per destination are published through node B;
+/// the client reconnects to B and must recover all of them with
+/// `resume-from`, once and in order, then live ones (see the scripts).
+async fn crash_check(program: PathBuf, script: &str, ok_line: &str) {
+    let redis = RedisServer::start().await;
+    let key = key_file();
+    let a_addr = free_port();
+    let flags = node_flags(&redis, "a", &key);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut a = spawn_gateway(a_addr, &flags).await;
+    let b = support::start(
+        &node_flags(&redis, "b", &key)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut child = Command::new(&program)
+        .arg(repo_root().join("tests/interop").join(script))
+        .arg(format!("ws://127.0.0.1:{}/ws", a_addr.port()))
+        .arg(format!("ws://127.0.0.1:{}/ws", b.addr.port()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("interop script starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = timeout(Duration::from_secs(30), lines.next_line()).await;
+    if !matches!(&ready, Ok(Ok(Some(line))) if line == "ready") {
+        let output = child.wait_with_output().await.unwrap();
+        panic!(
+            "{script} did not get ready ({ready:?}):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    signal(&a, "KILL");
+    wait_exit(&mut a, Duration::from_secs(5)).await;
+    let mut publisher = Client::connected(b.addr).await;
+    publish_numbered(&mut publisher, DURABLE, 1..21).await;
+    publish_numbered(&mut publisher, HISTORY, 1..21).await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    let mut rest = String::new();
+    while let Ok(Ok(Some(line))) = timeout(Duration::from_secs(60), lines.next_line()).await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let output = timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("script exits")
+        .unwrap();
+    assert!(
+        output.status.success() && rest.contains(ok_line),
+        "{script} failed ({}):\n{rest}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_recovers_after_its_node_is_killed() {
+    let python = repo_root().join(".venv-interop/bin/python");
+    crash_check(python, "stomppy_crash.py", "stomp.py crash recovery: OK").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_recovers_after_its_node_is_killed() {
+    crash_check(
+        PathBuf::from("node"),
+        "stompjs_crash.mjs",
+        "stompjs crash recovery: OK",
     )
     .await;
 }

@@ -558,6 +558,60 @@ async fn frame_flood_is_cut_off_by_the_rate_limit() {
     );
 }
 
+/// A reconnect storm meets the node's new-connection rate: the burst is
+/// accepted, the rest get 503 with `Retry-After` (counted), and the
+/// connections already held are untouched.
+#[tokio::test]
+async fn new_connections_beyond_the_connect_rate_get_503_with_retry_after() {
+    let gw = support::start(&["--max-connect-rate", "5", "--connect-burst", "3"]).await;
+    let mut held = Client::connected(gw.addr).await;
+    held.subscribe("s", "/topic/held", "auto").await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        match Client::open_with_headers(gw.addr, &[]).await {
+            Ok(c) => accepted.push(c),
+            Err(head) => refused.push(head),
+        }
+    }
+    // The held client took one token of the burst of 3; 5/s refills one
+    // every 200 ms, so at most one more may have come back meanwhile.
+    assert!(
+        (2..=3).contains(&accepted.len()),
+        "{} accepted",
+        accepted.len()
+    );
+    for head in &refused {
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1"),
+            "{head}"
+        );
+    }
+    assert_eq!(
+        gw.node
+            .metrics()
+            .upgrades_rejected(gateway::metrics::UpgradeRejection::ConnectRate),
+        refused.len() as u64
+    );
+    // The connection the node already held still works.
+    held.send(
+        Command::Send,
+        &[("destination", "/topic/held"), ("receipt", "r")],
+        b"still here",
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(held.frame().await.command);
+    }
+    got.sort_by_key(|c| c.to_string());
+    assert_eq!(got, [Command::Message, Command::Receipt]);
+    // Retrying after a moment succeeds.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(Client::open_with_headers(gw.addr, &[]).await.is_ok());
+}
+
 #[tokio::test]
 async fn connections_per_ip_are_capped_behind_trusted_proxies_only() {
     let gw = support::start(&["--max-connections-per-ip", "2"]).await;

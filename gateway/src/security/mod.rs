@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 pub use client_ip::{client_ip, Cidr, IpLimiter, IpSlot};
 pub use origin::OriginPolicy;
-pub use rate::FrameBucket;
+pub use rate::{ConnectLimiter, FrameBucket};
 
 use crate::config::{Config, TokenExpiry};
 
@@ -50,6 +50,8 @@ pub struct Security {
     pub origins: OriginPolicy,
     pub trusted_proxies: Vec<Cidr>,
     pub per_ip: Option<Arc<IpLimiter>>,
+    /// `--max-connect-rate` (none: unlimited).
+    pub connect_rate: Option<ConnectLimiter>,
 }
 
 impl Security {
@@ -82,6 +84,14 @@ impl Security {
             trusted_proxies,
             per_ip: (config.security.max_connections_per_ip > 0)
                 .then(|| IpLimiter::new(config.security.max_connections_per_ip)),
+            connect_rate: (config.security.max_connect_rate > 0).then(|| {
+                let rate = config.security.max_connect_rate;
+                let burst = match config.security.connect_burst {
+                    0 => rate,
+                    burst => burst,
+                };
+                ConnectLimiter::new(rate, burst)
+            }),
         })
     }
 

@@ -165,6 +165,7 @@ enum Refusal {
     /// A client this node shed, back with its stickiness cookie.
     Rebalance,
     Capacity,
+    ConnectRate,
     PerIp,
     Unauthorized(AuthError),
 }
@@ -175,6 +176,7 @@ impl Refusal {
             Refusal::Origin => UpgradeRejection::Origin,
             Refusal::Rebalance => UpgradeRejection::Rebalance,
             Refusal::Capacity => UpgradeRejection::Capacity,
+            Refusal::ConnectRate => UpgradeRejection::ConnectRate,
             Refusal::PerIp => UpgradeRejection::PerIp,
             Refusal::Unauthorized(_) => UpgradeRejection::Unauthorized,
         }
@@ -200,6 +202,13 @@ impl Refusal {
                 Some(("retry-after", "1")),
                 "node at connection capacity\n".to_string(),
             ),
+            // A reconnect storm: come back in a second (or on another
+            // node, through the load balancer).
+            Refusal::ConnectRate => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(("retry-after", "1")),
+                "node at its new-connection rate: retry shortly\n".to_string(),
+            ),
             Refusal::PerIp => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(("retry-after", "10")),
@@ -222,8 +231,9 @@ impl Refusal {
 }
 
 /// The checks an upgrade passes before its 101, cheapest first: origin,
-/// node capacity, connections per client IP, then the bearer token (a
-/// signature check costs the most, so it comes last).
+/// node capacity, the node's new-connection rate, connections per client
+/// IP, then the bearer token (a signature check costs the most, so it comes
+/// last, and the rate limit bounds how many are made).
 fn admit<B>(req: &Request<B>, server: &Server, peer: SocketAddr) -> Result<Admission, Refusal> {
     let security = &server.security;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -236,6 +246,13 @@ fn admit<B>(req: &Request<B>, server: &Server, peer: SocketAddr) -> Result<Admis
     }
     if !server.has_capacity() {
         return Err(Refusal::Capacity);
+    }
+    if security
+        .connect_rate
+        .as_ref()
+        .is_some_and(|limit| !limit.try_acquire())
+    {
+        return Err(Refusal::ConnectRate);
     }
     let ip_slot = match &security.per_ip {
         None => None,

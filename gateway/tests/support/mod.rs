@@ -8,6 +8,7 @@ pub mod metric_names;
 pub mod nginx;
 pub mod pki;
 pub mod process;
+pub mod recovery;
 pub mod redis;
 
 use std::{net::SocketAddr, time::Duration};
