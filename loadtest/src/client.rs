@@ -128,6 +128,18 @@ impl Client {
     /// Connects from `source` (a loopback address spreads the ephemeral
     /// ports over several source IPs), upgrades and completes CONNECT.
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Client, ClientError> {
+        Client::connect_with(target, source, &[])
+            .await
+            .map(|(client, _)| client)
+    }
+
+    /// [`Client::connect`] with extra CONNECT headers (a resume token);
+    /// returns the CONNECTED frame too.
+    pub async fn connect_with(
+        target: &Target,
+        source: Option<IpAddr>,
+        extra: &[(&str, &str)],
+    ) -> Result<(Client, Frame), ClientError> {
         let socket = if target.addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -168,10 +180,13 @@ impl Client {
         if let Some(token) = &target.token {
             connect = connect.with_header("passcode", token.as_str());
         }
+        for (name, value) in extra {
+            connect = connect.with_header(*name, *value);
+        }
         client.send(&connect).await?;
         loop {
             match client.receive().await? {
-                Received::Frame(f) if f.command == Command::Connected => return Ok(client),
+                Received::Frame(f) if f.command == Command::Connected => return Ok((client, f)),
                 Received::Frame(f) => {
                     let message = f.header("message").unwrap_or("no message").to_string();
                     return Err(ClientError::Refused(message));

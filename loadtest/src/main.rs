@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use loadtest::{
     client::Target,
     limits,
-    scenario::{chat, connect, fanout, Common},
+    scenario::{chat, connect, fanout, storm, Common},
 };
 
 #[global_allocator]
@@ -132,6 +132,44 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// A node of a fleet dies under traffic: clients spread over --node
+    /// URLs; after --kill-after the first node's process (--kill-pid) gets
+    /// SIGKILL and its clients reconnect elsewhere with their resume token
+    /// and resume-from; reports reconnect times, clients back, connects/s
+    /// per node, and loss, duplicates and order over every message.
+    Storm {
+        /// A node's WebSocket URL (repeat for each; the first one dies).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Subscriber clients, spread round robin over the nodes.
+        #[arg(long, default_value_t = 3000)]
+        clients: usize,
+        /// Topics the clients are spread over (make them durable or
+        /// history destinations on the nodes).
+        #[arg(long, default_value_t = 30)]
+        topics: usize,
+        /// Publisher connections (on the nodes that survive).
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        /// Messages per second, all publishers together.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Message body size in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Destinations are this prefix plus the topic number.
+        #[arg(long, default_value = "/topic/storm.")]
+        destination_prefix: String,
+        /// Process id of the first node, killed with SIGKILL.
+        #[arg(long)]
+        kill_pid: Option<u32>,
+        /// Seconds after publishing starts to kill it.
+        #[arg(long, default_value_t = 3.0)]
+        kill_after: f64,
+        /// A reconnecting client first waits a random delay up to this.
+        #[arg(long, default_value_t = 1000)]
+        reconnect_jitter_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -148,6 +186,11 @@ fn main() -> anyhow::Result<()> {
             ..
         } => subscribers + publishers,
         Scenario::Chat { users, .. } => *users,
+        Scenario::Storm {
+            clients,
+            publishers,
+            ..
+        } => clients + publishers,
     };
     let fd_limit = limits::raise_fd_limit();
     let source_ips = if args.source_ips == 0 {
@@ -165,6 +208,22 @@ fn main() -> anyhow::Result<()> {
         source_ips,
         progress: !args.quiet,
         server_pid: args.server_pid,
+    };
+    // The storm's fleet: every node as the target is, at its own address.
+    let storm_nodes = match &args.scenario {
+        Scenario::Storm { nodes, .. } => nodes
+            .iter()
+            .map(|url| {
+                Target::parse(url).map(|node| Target {
+                    addr: node.addr,
+                    host: node.host,
+                    path: node.path,
+                    ..common.target.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)?,
+        _ => Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -226,6 +285,33 @@ fn main() -> anyhow::Result<()> {
                     size,
                     destination_prefix,
                     seed,
+                })
+                .await
+            }
+            Scenario::Storm {
+                nodes: _,
+                clients,
+                topics,
+                publishers,
+                rate,
+                size,
+                destination_prefix,
+                kill_pid,
+                kill_after,
+                reconnect_jitter_ms,
+            } => {
+                storm::run(storm::StormConfig {
+                    common,
+                    nodes: storm_nodes,
+                    clients,
+                    topics,
+                    publishers,
+                    rate,
+                    size,
+                    destination_prefix,
+                    kill_pid,
+                    kill_after: Duration::from_secs_f64(kill_after),
+                    jitter: Duration::from_millis(reconnect_jitter_ms),
                 })
                 .await
             }

@@ -40,6 +40,8 @@ pub struct Report {
     pub chat: Option<crate::scenario::chat::ChatFigures>,
     /// CPU of the tool per received message and of the server per delivery.
     pub cpu: Option<crate::cpu::CpuFigures>,
+    /// Reconnect figures of the storm scenario.
+    pub storm: Option<crate::scenario::storm::StormFigures>,
 }
 
 impl Report {
@@ -111,6 +113,48 @@ impl Report {
                 format!(
                     "{} reconnects ({} failed) over {} users, {} messages not typed while offline",
                     c.reconnects, c.reconnect_failures, c.churned_users, c.skipped_offline
+                ),
+            ));
+        }
+        if let Some(s) = &self.storm {
+            rows.push((
+                "storm".into(),
+                format!(
+                    "{} nodes, {} clients disconnected, {} back in {:.2} s after the kill \
+                     ({} reconnect attempts refused or failed)",
+                    s.nodes, s.disconnected, s.back, s.all_back_after_s, s.reconnect_failures
+                ),
+            ));
+            rows.push((
+                "resubscribed".into(),
+                format!(
+                    "{} resumed:true, {} resumed:false",
+                    s.resumed_complete, s.resumed_gap
+                ),
+            ));
+            rows.push((
+                "reconnect time".into(),
+                format!(
+                    "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                    s.reconnect.p50_ms, s.reconnect.p99_ms, s.reconnect.max_ms
+                ),
+            ));
+            let rates: Vec<String> = s
+                .connects_per_s_by_node
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect();
+            let peaks: Vec<String> = s
+                .peak_connects_per_s_by_node
+                .iter()
+                .map(u64::to_string)
+                .collect();
+            rows.push((
+                "reconnects/s by node".into(),
+                format!(
+                    "mean {} (peak second {})",
+                    rates.join(" / "),
+                    peaks.join(" / ")
                 ),
             ));
         }

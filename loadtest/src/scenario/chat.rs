@@ -321,6 +321,7 @@ pub async fn run(config: ChatConfig) -> Report {
         server_rss_bytes_per_connection: None,
         chat: Some(figures),
         cpu: Some(cpu),
+        storm: None,
     }
 }
 

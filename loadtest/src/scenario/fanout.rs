@@ -257,6 +257,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         server_rss_bytes_per_connection: None,
         chat: None,
         cpu: Some(cpu),
+        storm: None,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod connect;
 pub mod fanout;
+pub mod storm;
 
 use std::{
     collections::BTreeMap,

@@ -1,0 +1,489 @@
+//! `storm`: one node of a fleet dies under traffic, and its clients
+//! reconnect to the others all at once.
+//!
+//! Clients are spread round robin over the `--node` URLs, each subscribed
+//! to one topic (which the fleet should keep: durable or history). Open-
+//! loop publishers send through the surviving nodes. After `--kill-after`
+//! the tool sends SIGKILL to `--kill-pid` (the process behind the first
+//! URL). Every client whose connection breaks reconnects to another node
+//! after a random delay (`--reconnect-jitter-ms`, then exponential backoff
+//! on refusals), presents its resume token and re-SUBSCRIBEs with
+//! `resume-from:<last position>` and a receipt, as docs/resume.md tells
+//! clients to. Reported: how long clients took to be back (from the broken
+//! connection to the RECEIPT), how many came back and with what outcome,
+//! the connects per second each node took, and, over every message,
+//! losses, duplicates and order.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use stomp::{Command, Frame};
+use tokio::{
+    sync::oneshot,
+    time::{sleep, sleep_until, timeout, Instant},
+};
+
+use super::{chat::Rng, Common, Live};
+use crate::{
+    client::{Client, Received, Target},
+    report::{Connections, Report},
+    stats::{self, latency_histogram, tally, Observed, Percentiles},
+};
+
+#[derive(Debug, Clone)]
+pub struct StormConfig {
+    pub common: Common,
+    /// The fleet; the first node is the one that dies.
+    pub nodes: Vec<Target>,
+    pub clients: usize,
+    pub topics: usize,
+    pub publishers: usize,
+    /// Messages per second, all publishers together.
+    pub rate: f64,
+    pub size: usize,
+    pub destination_prefix: String,
+    /// The process of the first node, killed with SIGKILL.
+    pub kill_pid: Option<u32>,
+    /// When to kill it, after publishing started.
+    pub kill_after: Duration,
+    /// A reconnecting client first waits a uniformly random delay up to
+    /// this.
+    pub jitter: Duration,
+}
+
+/// What the storm did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StormFigures {
+    pub nodes: u64,
+    pub clients_on_killed_node: u64,
+    /// Clients whose connection broke.
+    pub disconnected: u64,
+    /// Of those, back: reconnected and resubscribed before the run ended.
+    pub back: u64,
+    /// RECEIPTs of the resubscriptions that said `resumed:true`.
+    pub resumed_complete: u64,
+    /// Those that said `resumed:false` (a possible gap).
+    pub resumed_gap: u64,
+    /// Upgrades or CONNECTs refused or failed while reconnecting, by cause.
+    pub reconnect_failures: u64,
+    /// From a client's broken connection to its resubscription's RECEIPT.
+    pub reconnect: Percentiles,
+    /// From the kill to the last client back.
+    pub all_back_after_s: f64,
+    /// Reconnects each node took, per second of the storm (kill to last
+    /// client back).
+    pub connects_per_s_by_node: Vec<f64>,
+    /// The most reconnects each node took in one second of the storm.
+    pub peak_connects_per_s_by_node: Vec<u64>,
+}
+
+/// What every client task shares.
+struct Shared {
+    live: Arc<Live>,
+    nodes: Vec<Target>,
+    jitter: Duration,
+    destination_prefix: String,
+    reconnect: Mutex<Histogram<u64>>,
+    disconnected: AtomicU64,
+    resumed_complete: AtomicU64,
+    resumed_gap: AtomicU64,
+    reconnect_failures: AtomicU64,
+    /// (node, when) of every client back.
+    back: Mutex<Vec<(usize, Instant)>>,
+}
+
+pub async fn run(config: StormConfig) -> Report {
+    let common = &config.common;
+    let live = Live::new();
+    let sampler = live.spawn_sampler(common.progress);
+    let nodes = config.nodes.len().max(1);
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        nodes: config.nodes.clone(),
+        jitter: config.jitter,
+        destination_prefix: config.destination_prefix.clone(),
+        reconnect: Mutex::new(latency_histogram()),
+        disconnected: AtomicU64::new(0),
+        resumed_complete: AtomicU64::new(0),
+        resumed_gap: AtomicU64::new(0),
+        reconnect_failures: AtomicU64::new(0),
+        back: Mutex::default(),
+    });
+    let topics: Vec<u32> = (0..config.clients)
+        .map(|i| (i % config.topics.max(1)) as u32)
+        .collect();
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(config.clients);
+    let mut stops = Vec::with_capacity(config.clients);
+    let mut ready = Vec::with_capacity(config.clients);
+    for (i, &topic) in topics.iter().enumerate() {
+        let at = started + Duration::from_secs_f64(i as f64 / common.connect_rate.max(1.0));
+        if at > Instant::now() {
+            sleep_until(at).await;
+        }
+        let (ready_tx, ready_rx) = oneshot::channel::<bool>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        ready.push(ready_rx);
+        stops.push(stop_tx);
+        let client = StormClient {
+            index: i,
+            topic,
+            node: i % nodes,
+            source: common.source(i),
+            shared: shared.clone(),
+        };
+        clients.push(tokio::spawn(client.run(ready_tx, stop_rx)));
+    }
+    let mut subscribed = 0;
+    for r in ready {
+        subscribed += u64::from(r.await.unwrap_or(false));
+    }
+
+    let publish_start = Instant::now();
+    let publish_end = publish_start + common.duration;
+    let killed_at = Arc::new(Mutex::new(None::<Instant>));
+    if let Some(pid) = config.kill_pid {
+        let killed_at = killed_at.clone();
+        let after = config.kill_after;
+        tokio::spawn(async move {
+            sleep(after).await;
+            // SAFETY: kill(2) with a plain pid and signal number.
+            let result = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            if result == 0 {
+                *killed_at.lock().unwrap() = Some(Instant::now());
+            } else {
+                eprintln!("warning: could not kill pid {pid}");
+            }
+        });
+    }
+    let per_publisher = config.rate / config.publishers.max(1) as f64;
+    let body = "x".repeat(config.size);
+    let mut publishers = Vec::new();
+    for p in 0..config.publishers {
+        // Never on the node that dies: its messages would die with it
+        // before Redis saw them, which no client could recover.
+        let node = if nodes > 1 { 1 + p % (nodes - 1) } else { 0 };
+        let target = config.nodes[node].clone();
+        let source = common.source(config.clients + p);
+        let (live, body) = (live.clone(), body.clone());
+        let (prefix, topics) = (config.destination_prefix.clone(), config.topics.max(1));
+        publishers.push(tokio::spawn(async move {
+            let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+            let mut client = match Client::connect(&target, source).await {
+                Ok(c) => c,
+                Err(e) => {
+                    live.fail(format!("publisher_{}", e.cause()));
+                    return sent;
+                }
+            };
+            let spacing = Duration::from_secs_f64(1.0 / per_publisher.max(0.001));
+            for k in 0u64.. {
+                let due = publish_start + spacing.mul_f64(k as f64);
+                if due >= publish_end {
+                    break;
+                }
+                if due > Instant::now() {
+                    sleep_until(due).await;
+                }
+                let topic = ((p as u64 + k) % topics as u64) as u32;
+                let seq = sent.entry((p as u32, topic)).or_default();
+                let scheduled = due.into_std().duration_since(live.epoch).as_micros() as u64;
+                let frame = Frame::new(Command::Send)
+                    .with_header("destination", format!("{prefix}{topic}"))
+                    .with_header(stats::PUBLISHER, p.to_string())
+                    .with_header(stats::SEQUENCE, seq.to_string())
+                    .with_header(stats::SCHEDULED_US, scheduled.to_string())
+                    .with_body(body.clone());
+                if let Err(e) = client.send(&frame).await {
+                    live.fail(format!("publisher_{}", e.cause()));
+                    break;
+                }
+                *seq += 1;
+                live.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            sent
+        }));
+    }
+    let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+    for p in publishers {
+        for (stream, n) in p.await.unwrap_or_default() {
+            *sent.entry(stream).or_default() += n;
+        }
+    }
+    let published: u64 = sent.values().sum();
+    let publish_took = publish_start.elapsed();
+    // Let the last reconnects finish and the last messages arrive.
+    live.settle().await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    let mut observed = Vec::with_capacity(clients.len());
+    for c in clients {
+        observed.push(c.await.unwrap_or_default());
+    }
+    sampler.abort();
+    let deliveries = tally(&observed, &topics, &sent);
+    let killed_at = *killed_at.lock().unwrap();
+    let storm = figures(&config, &shared, killed_at);
+    let failed = live.failures();
+    Report {
+        scenario: "storm".into(),
+        url: config
+            .nodes
+            .iter()
+            .map(|t| format!("ws://{}{}", t.host, t.path))
+            .collect::<Vec<_>>()
+            .join(","),
+        duration_s: started.elapsed().as_secs_f64(),
+        connections: Connections {
+            attempted: (config.clients + config.publishers) as u64,
+            opened: subscribed + config.publishers as u64,
+            failed,
+            connect_latency: Percentiles::default(),
+        },
+        published,
+        publish_rate_target: config.rate,
+        deliveries_per_s: deliveries.received as f64 / publish_took.as_secs_f64().max(0.001),
+        deliveries: Some(deliveries),
+        delivery_latency: None,
+        latency_curve: Vec::new(),
+        timeline: live.timeline(),
+        storm: Some(storm),
+        ..Report::default()
+    }
+}
+
+fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) -> StormFigures {
+    let back = shared.back.lock().unwrap();
+    let last_back = back.iter().map(|(_, at)| *at).max();
+    let span = match (killed_at, last_back) {
+        (Some(k), Some(l)) if l > k => l - k,
+        _ => Duration::ZERO,
+    };
+    let mut per_node = vec![0u64; config.nodes.len()];
+    let mut per_second: HashMap<(usize, u64), u64> = HashMap::new();
+    for (node, at) in back.iter() {
+        per_node[*node] += 1;
+        if let Some(k) = killed_at {
+            let second = at.saturating_duration_since(k).as_secs();
+            *per_second.entry((*node, second)).or_default() += 1;
+        }
+    }
+    let mut peak = vec![0u64; config.nodes.len()];
+    for ((node, _), n) in per_second {
+        peak[node] = peak[node].max(n);
+    }
+    StormFigures {
+        nodes: config.nodes.len() as u64,
+        clients_on_killed_node: config.clients.div_ceil(config.nodes.len().max(1)) as u64,
+        disconnected: shared.disconnected.load(Ordering::Relaxed),
+        back: back.len() as u64,
+        resumed_complete: shared.resumed_complete.load(Ordering::Relaxed),
+        resumed_gap: shared.resumed_gap.load(Ordering::Relaxed),
+        reconnect_failures: shared.reconnect_failures.load(Ordering::Relaxed),
+        reconnect: Percentiles::of(&shared.reconnect.lock().unwrap()),
+        all_back_after_s: span.as_secs_f64(),
+        connects_per_s_by_node: per_node
+            .iter()
+            .map(|&n| n as f64 / span.as_secs_f64().max(0.001))
+            .collect(),
+        peak_connects_per_s_by_node: peak,
+    }
+}
+
+/// One client: subscribes, and after a broken connection comes back on
+/// another node with its token and its last position.
+struct StormClient {
+    index: usize,
+    topic: u32,
+    node: usize,
+    source: Option<std::net::IpAddr>,
+    shared: Arc<Shared>,
+}
+
+/// How one connection of a client ended.
+enum Ended {
+    Stopped,
+    Broken,
+}
+
+/// What a client keeps across connections.
+struct Kept {
+    token: Option<String>,
+    position: Option<String>,
+    /// Set while reconnecting: when the connection broke.
+    lost_at: Option<Instant>,
+    observed: Observed,
+}
+
+impl StormClient {
+    async fn run(
+        mut self,
+        ready: oneshot::Sender<bool>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Observed {
+        let mut rng = Rng::new(self.index as u64 + 1);
+        let mut ready = Some(ready);
+        let mut kept = Kept {
+            token: None,
+            position: None,
+            lost_at: None,
+            observed: Observed::default(),
+        };
+        let mut attempt = 0u32;
+        loop {
+            if kept.lost_at.is_some() {
+                // Jitter first, then exponential backoff on refusals.
+                let base = self.shared.jitter.mul_f64(rng.unit());
+                let backoff = Duration::from_millis(100 << attempt.min(4));
+                let delay = if attempt == 0 { base } else { base + backoff };
+                tokio::select! {
+                    _ = sleep(delay) => {}
+                    _ = &mut stop => return kept.observed,
+                }
+            }
+            // Connecting is bounded (10 s); the stop is watched once the
+            // session runs.
+            match self.session(&mut kept, &mut ready, &mut stop).await {
+                Ok(Ended::Stopped) => return kept.observed,
+                Ok(Ended::Broken) => attempt = 0,
+                Err(cause) => {
+                    if let Some(ready) = ready.take() {
+                        self.shared.live.fail(cause);
+                        let _ = ready.send(false);
+                        return kept.observed;
+                    }
+                    self.shared
+                        .reconnect_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    attempt += 1;
+                }
+            }
+            if kept.lost_at.is_none() {
+                kept.lost_at = Some(Instant::now());
+                self.shared.disconnected.fetch_add(1, Ordering::Relaxed);
+            }
+            // Somewhere else: the load balancer no longer sends it to a
+            // dead node.
+            let others = self.shared.nodes.len() - 1;
+            if others > 0 {
+                self.node =
+                    (self.node + 1 + (rng.next_u64() as usize % others)) % self.shared.nodes.len();
+            }
+        }
+    }
+
+    /// One connection: CONNECT (with the token), SUBSCRIBE (with
+    /// `resume-from`), then messages until it breaks or the run stops.
+    /// `Err` when it could not be set up.
+    async fn session(
+        &self,
+        kept: &mut Kept,
+        ready: &mut Option<oneshot::Sender<bool>>,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> Result<Ended, String> {
+        let target = &self.shared.nodes[self.node];
+        let token = kept.token.clone();
+        let headers: Vec<(&str, &str)> = token
+            .as_deref()
+            .map(|t| vec![("resume-token", t)])
+            .unwrap_or_default();
+        let (mut client, connected) = timeout(
+            Duration::from_secs(10),
+            Client::connect_with(target, self.source, &headers),
+        )
+        .await
+        .map_err(|_| "connect_timeout".to_string())?
+        .map_err(|e| e.cause().to_string())?;
+        kept.token = connected.header("resume-token").map(str::to_string);
+        let destination = format!("{}{}", self.shared.destination_prefix, self.topic);
+        let mut subscribe = Frame::new(Command::Subscribe)
+            .with_header("id", "0")
+            .with_header("destination", destination)
+            .with_header("receipt", "subscribed");
+        if let Some(position) = &kept.position {
+            subscribe = subscribe.with_header("resume-from", position.as_str());
+        }
+        client
+            .send(&subscribe)
+            .await
+            .map_err(|e| e.cause().to_string())?;
+        loop {
+            let received = tokio::select! {
+                biased;
+                r = client.receive() => r,
+                _ = &mut *stop => return Ok(Ended::Stopped),
+            };
+            let frame = match received {
+                Ok(Received::Frame(f)) => f,
+                Ok(Received::HeartBeat) => continue,
+                Err(_) => return Ok(Ended::Broken),
+            };
+            match frame.command {
+                Command::Message => self.on_message(&frame, kept),
+                Command::Receipt => self.on_subscribed(&frame, kept, ready),
+                // A node draining or rebalancing hands over a token.
+                Command::Error => {
+                    if let Some(t) = frame.header("resume-token") {
+                        kept.token = Some(t.to_string());
+                    }
+                    return Ok(Ended::Broken);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_message(&self, frame: &Frame, kept: &mut Kept) {
+        let number = |name| frame.header(name).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(p), Some(seq)) = (number(stats::PUBLISHER), number(stats::SEQUENCE)) {
+            kept.observed.record(p as u32, self.topic, seq);
+            self.shared.live.received.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(position) = frame.header("position") {
+            kept.position = Some(position.to_string());
+        }
+    }
+
+    fn on_subscribed(
+        &self,
+        frame: &Frame,
+        kept: &mut Kept,
+        ready: &mut Option<oneshot::Sender<bool>>,
+    ) {
+        if let Some(ready) = ready.take() {
+            self.shared.live.connections.fetch_add(1, Ordering::Relaxed);
+            let _ = ready.send(true);
+            return;
+        }
+        let Some(lost_at) = kept.lost_at.take() else {
+            return;
+        };
+        let took = lost_at.elapsed();
+        let _ = self
+            .shared
+            .reconnect
+            .lock()
+            .unwrap()
+            .record((took.as_micros() as u64).max(1));
+        // No `resumed` header: a token restore that the SUBSCRIBE adopted.
+        let counter = match frame.header("resumed") {
+            Some("false") => &self.shared.resumed_gap,
+            _ => &self.shared.resumed_complete,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .back
+            .lock()
+            .unwrap()
+            .push((self.node, Instant::now()));
+    }
+}
