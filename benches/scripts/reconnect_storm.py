@@ -82,7 +82,10 @@ def main():
     ap.add_argument("--jitter-ms", type=int, default=1000)
     ap.add_argument("--history", action="store_true",
                     help="keep the topics as history (--history) instead of durable")
-    ap.add_argument("--max-connect-rate", type=int, default=0)
+    ap.add_argument("--max-connect-rate", type=int, default=0,
+                    help="the nodes' --max-connect-rate (0: off)")
+    ap.add_argument("--connect-rate", type=float, default=2000.0,
+                    help="how fast loadtest opens the clients before the storm")
     ap.add_argument("--json", help="write the loadtest report here")
     args = ap.parse_args()
 
@@ -121,6 +124,7 @@ def main():
         before = commandstats(redis_port)
         report_path = args.json or tempfile.mktemp(suffix=".json")
         command = [loadtest, "--duration", str(args.duration), "--quiet",
+                   "--connect-rate", str(args.connect_rate),
                    "--json", report_path, "storm",
                    "--clients", str(args.clients), "--topics", str(args.topics),
                    "--rate", str(args.rate), "--kill-pid", str(gateways[0].pid),

@@ -120,9 +120,15 @@ impl Report {
             rows.push((
                 "storm".into(),
                 format!(
-                    "{} nodes, {} clients disconnected, {} back in {:.2} s after the kill \
-                     ({} reconnect attempts refused or failed)",
-                    s.nodes, s.disconnected, s.back, s.all_back_after_s, s.reconnect_failures
+                    "{} nodes, {} clients disconnected, {} back; those the kill cut off all back \
+                     {:.2} s after it; {} moved later by rebalancing; {} reconnect attempts \
+                     refused or failed",
+                    s.nodes,
+                    s.disconnected,
+                    s.back,
+                    s.all_back_after_s,
+                    s.moved_later,
+                    s.reconnect_failures
                 ),
             ));
             rows.push((

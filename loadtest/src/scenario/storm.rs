@@ -76,8 +76,12 @@ pub struct StormFigures {
     pub reconnect_failures: u64,
     /// From a client's broken connection to its resubscription's RECEIPT.
     pub reconnect: Percentiles,
-    /// From the kill to the last client back.
+    /// From the kill to the last client back of those the kill
+    /// disconnected (within a second of it; later breaks are other nodes
+    /// rebalancing the fleet afterwards, counted in `moved_later`).
     pub all_back_after_s: f64,
+    /// Clients whose connection broke more than a second after the kill.
+    pub moved_later: u64,
     /// Reconnects each node took, per second of the storm (kill to last
     /// client back).
     pub connects_per_s_by_node: Vec<f64>,
@@ -96,8 +100,9 @@ struct Shared {
     resumed_complete: AtomicU64,
     resumed_gap: AtomicU64,
     reconnect_failures: AtomicU64,
-    /// (node, when) of every client back.
-    back: Mutex<Vec<(usize, Instant)>>,
+    /// (node, when the connection broke, when it was back) of every
+    /// client back.
+    back: Mutex<Vec<(usize, Instant, Instant)>>,
 }
 
 pub async fn run(config: StormConfig) -> Report {
@@ -263,14 +268,24 @@ pub async fn run(config: StormConfig) -> Report {
 
 fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) -> StormFigures {
     let back = shared.back.lock().unwrap();
-    let last_back = back.iter().map(|(_, at)| *at).max();
+    let by_the_kill =
+        |lost: &Instant| killed_at.is_some_and(|k| *lost <= k + Duration::from_secs(1));
+    let last_back = back
+        .iter()
+        .filter(|(_, lost, _)| by_the_kill(lost))
+        .map(|(_, _, at)| *at)
+        .max();
     let span = match (killed_at, last_back) {
         (Some(k), Some(l)) if l > k => l - k,
         _ => Duration::ZERO,
     };
+    let moved_later = back
+        .iter()
+        .filter(|(_, lost, _)| !by_the_kill(lost))
+        .count() as u64;
     let mut per_node = vec![0u64; config.nodes.len()];
     let mut per_second: HashMap<(usize, u64), u64> = HashMap::new();
-    for (node, at) in back.iter() {
+    for (node, _, at) in back.iter() {
         per_node[*node] += 1;
         if let Some(k) = killed_at {
             let second = at.saturating_duration_since(k).as_secs();
@@ -291,6 +306,7 @@ fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) ->
         reconnect_failures: shared.reconnect_failures.load(Ordering::Relaxed),
         reconnect: Percentiles::of(&shared.reconnect.lock().unwrap()),
         all_back_after_s: span.as_secs_f64(),
+        moved_later,
         connects_per_s_by_node: per_node
             .iter()
             .map(|&n| n as f64 / span.as_secs_f64().max(0.001))
@@ -484,6 +500,6 @@ impl StormClient {
             .back
             .lock()
             .unwrap()
-            .push((self.node, Instant::now()));
+            .push((self.node, lost_at, Instant::now()));
     }
 }
