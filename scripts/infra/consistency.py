@@ -42,6 +42,14 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
      0 <= margin <= 1, 0 < rate <= 0.1,
      rebalance interval >= 2 x fleet report interval
    (each shedding round sees the loads after the previous one).
+7. Reconnect storms and history: gateway_max_connect_rate,
+   gateway_connect_burst, gateway_history, gateway_history_len and
+   gateway_history_ttl_ms (literal defaults, passed to module compute, which
+   writes GATEWAY_MAX_CONNECT_RATE, GATEWAY_CONNECT_BURST, GATEWAY_HISTORY
+   (only when not empty), GATEWAY_HISTORY_LEN, GATEWAY_HISTORY_TTL_MS) equal
+   the same names in ansible/group_vars/gateway.yml, whose gateway.env
+   template writes them; the defaults obey the gateway's rules
+     history len >= 1, 1 <= history TTL <= 86400000 ms.
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
 problem and exit 1.
@@ -76,7 +84,12 @@ CONTRACT = {
     "gateway_max_connections_per_ip": int,
     "gateway_max_frame_rate": int,
     "gateway_frame_burst": int,
+    "gateway_max_connect_rate": int,
+    "gateway_connect_burst": int,
     "gateway_resume_window_ms": int,
+    "gateway_history": list,
+    "gateway_history_len": int,
+    "gateway_history_ttl_ms": int,
     "gateway_rebalance": bool,
     "gateway_rebalance_margin": float,
     "gateway_rebalance_rate": float,
@@ -118,7 +131,12 @@ WIRING = {
         "gateway_max_connections_per_ip": "gateway_max_connections_per_ip",
         "gateway_max_frame_rate": "gateway_max_frame_rate",
         "gateway_frame_burst": "gateway_frame_burst",
+        "gateway_max_connect_rate": "gateway_max_connect_rate",
+        "gateway_connect_burst": "gateway_connect_burst",
         "gateway_resume_window_ms": "gateway_resume_window_ms",
+        "gateway_history": "gateway_history",
+        "gateway_history_len": "gateway_history_len",
+        "gateway_history_ttl_ms": "gateway_history_ttl_ms",
         "gateway_rebalance": "gateway_rebalance",
         "gateway_rebalance_margin": "gateway_rebalance_margin",
         "gateway_rebalance_rate": "gateway_rebalance_rate",
@@ -241,6 +259,10 @@ def check_rules(tf: dict) -> None:
     if have("gateway_max_frame_rate", "gateway_frame_burst"):
         if tf["gateway_max_frame_rate"] > 0 and tf["gateway_frame_burst"] < 1:
             problem("gateway_frame_burst must be at least 1 when gateway_max_frame_rate is set")
+    if have("gateway_history_len") and tf["gateway_history_len"] < 1:
+        problem(f"gateway_history_len {tf['gateway_history_len']} must be at least 1")
+    if have("gateway_history_ttl_ms") and not 1 <= tf["gateway_history_ttl_ms"] <= 86_400_000:
+        problem(f"gateway_history_ttl_ms {tf['gateway_history_ttl_ms']} must be between 1 and 86400000 (one day)")
     if have("gateway_rebalance_margin") and not 0 <= tf["gateway_rebalance_margin"] <= 1:
         problem(f"gateway_rebalance_margin {tf['gateway_rebalance_margin']} must be between 0 and 1")
     if have("gateway_rebalance_rate") and not 0 < tf["gateway_rebalance_rate"] <= 0.1:
@@ -298,7 +320,12 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_max_connections_per_ip"): (gw, "gateway_max_connections_per_ip", 1),
         ("gateway.yml", "gateway_max_frame_rate"): (gw, "gateway_max_frame_rate", 1),
         ("gateway.yml", "gateway_frame_burst"): (gw, "gateway_frame_burst", 1),
+        ("gateway.yml", "gateway_max_connect_rate"): (gw, "gateway_max_connect_rate", 1),
+        ("gateway.yml", "gateway_connect_burst"): (gw, "gateway_connect_burst", 1),
         ("gateway.yml", "gateway_resume_window_ms"): (gw, "gateway_resume_window_ms", 1),
+        ("gateway.yml", "gateway_history"): (gw, "gateway_history", None),
+        ("gateway.yml", "gateway_history_len"): (gw, "gateway_history_len", 1),
+        ("gateway.yml", "gateway_history_ttl_ms"): (gw, "gateway_history_ttl_ms", 1),
         ("gateway.yml", "gateway_rebalance"): (gw, "gateway_rebalance", None),
         ("gateway.yml", "gateway_rebalance_margin"): (gw, "gateway_rebalance_margin", None),
         ("gateway.yml", "gateway_rebalance_rate"): (gw, "gateway_rebalance_rate", None),
@@ -439,6 +466,33 @@ def check_rebalance_env() -> None:
             problem(f"ansible/roles/gateway/templates/gateway.env.j2: needs the line {env}={jinja}")
 
 
+# The same for the connect-rate and history settings (GATEWAY_HISTORY, a
+# list, is written through local.history_env only when not empty).
+STORM_HISTORY_ENV = {
+    "GATEWAY_MAX_CONNECT_RATE": ("gateway_max_connect_rate", "{{ gateway_max_connect_rate }}"),
+    "GATEWAY_CONNECT_BURST": ("gateway_connect_burst", "{{ gateway_connect_burst }}"),
+    "GATEWAY_HISTORY_LEN": ("gateway_history_len", "{{ gateway_history_len }}"),
+    "GATEWAY_HISTORY_TTL_MS": ("gateway_history_ttl_ms", "{{ gateway_history_ttl_ms }}"),
+}
+
+
+def check_storm_history_env() -> None:
+    """Both tiers write the connect-rate and history settings from their variables."""
+    compute = (ROOT / "terraform" / "modules" / "compute" / "main.tf").read_text(encoding="utf-8")
+    template = (ANSIBLE / "roles" / "gateway" / "templates" / "gateway.env.j2").read_text(encoding="utf-8")
+    for env, (var, jinja) in STORM_HISTORY_ENV.items():
+        pattern = rf"\b{env}\s*=\s*tostring\(var\.{var}\)"
+        if not re.search(pattern, compute):
+            problem(f"terraform/modules/compute/main.tf: the gateway settings (gateway_env) must match {pattern!r}")
+        if f"{env}={jinja}" not in template:
+            problem(f"ansible/roles/gateway/templates/gateway.env.j2: needs the line {env}={jinja}")
+    pattern = r'GATEWAY_HISTORY\s*=\s*join\(",",\s*var\.gateway_history\)'
+    if not re.search(pattern, compute) or "local.history_env" not in compute:
+        problem(f"terraform/modules/compute/main.tf: gateway_env must merge local.history_env, which matches {pattern!r}")
+    if "GATEWAY_HISTORY={{ gateway_history | join(',') }}" not in template:
+        problem("ansible/roles/gateway/templates/gateway.env.j2: needs the line GATEWAY_HISTORY={{ gateway_history | join(',') }}")
+
+
 def main() -> int:
     tf = terraform_defaults()
     check_rules(tf)
@@ -447,6 +501,7 @@ def main() -> int:
     check_durable(tf)
     check_resume_key()
     check_rebalance_env()
+    check_storm_history_env()
     for p in problems:
         print(p)
     return 1 if problems else 0

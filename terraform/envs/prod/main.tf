@@ -140,6 +140,8 @@ module "compute" {
   gateway_max_connections_per_ip = var.gateway_max_connections_per_ip
   gateway_max_frame_rate         = var.gateway_max_frame_rate
   gateway_frame_burst            = var.gateway_frame_burst
+  gateway_max_connect_rate       = var.gateway_max_connect_rate
+  gateway_connect_burst          = var.gateway_connect_burst
   gateway_jwt_public_keys        = var.gateway_jwt_public_keys
   gateway_jwt_secret_arn         = module.data.gateway_jwt_secret_arn
   gateway_jwt_issuers            = var.gateway_jwt_issuers
@@ -157,4 +159,9 @@ module "compute" {
   durable_destinations   = var.durable_destinations
   durable_stream         = var.durable_stream
   durable_stream_max_len = var.durable_stream_max_len
+
+  # History destinations (GATEWAY_HISTORY*): the gateways only.
+  gateway_history        = var.gateway_history
+  gateway_history_len    = var.gateway_history_len
+  gateway_history_ttl_ms = var.gateway_history_ttl_ms
 }

@@ -220,6 +220,44 @@ variable "gateway_resume_window_ms" {
   }
 }
 
+# --- history destinations: resume-from after a node crash -------------------------------
+# Literal defaults (the gateway's own): scripts/check-infra compares them
+# with ansible/group_vars/gateway.yml. Each history destination costs
+# ElastiCache memory of about gateway_history_len x message size.
+
+variable "gateway_history" {
+  description = "Gateway --history (GATEWAY_HISTORY): destination patterns (SUBSCRIBE syntax, e.g. \"/topic/chat.*\") whose recent messages Redis keeps, one stream per destination, so any node can replay what a client missed (SUBSCRIBE resume-from, docs/resume.md), after a crash of its node too. Not persisted by the api. Needs Redis without GATEWAY_REDIS_SHARDED. Every node gets the same list. Empty: no history (the variable is not written)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.gateway_history : can(regex("^/topic/[A-Za-z0-9_./*#-]+$", d))])
+    error_message = "History destinations are /topic/... destinations or patterns of letters, digits and _ . / - * # (no commas or spaces)."
+  }
+}
+
+variable "gateway_history_len" {
+  description = "Gateway --history-len (GATEWAY_HISTORY_LEN): approximate cap of each history destination's stream, in entries. ElastiCache memory: about this x message size per history destination (1000 entries of ~1 KiB is ~1 MiB per destination)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.gateway_history_len >= 1 && floor(var.gateway_history_len) == var.gateway_history_len
+    error_message = "The history length must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_history_ttl_ms" {
+  description = "Gateway --history-ttl-ms (GATEWAY_HISTORY_TTL_MS): age past which history messages are trimmed, and silence after which a destination's history is deleted. At most one day."
+  type        = number
+  default     = 3600000
+
+  validation {
+    condition     = var.gateway_history_ttl_ms >= 1 && var.gateway_history_ttl_ms <= 86400000 && floor(var.gateway_history_ttl_ms) == var.gateway_history_ttl_ms
+    error_message = "The history TTL must be a whole number of milliseconds between 1 and 86400000 (one day)."
+  }
+}
+
 # --- rebalancing after scale-out -------------------------------------------------------
 # Literal defaults (the gateway's own): scripts/check-infra compares them
 # with ansible/group_vars/gateway.yml. docs/operations.md, "Rebalancing after
@@ -315,6 +353,28 @@ variable "gateway_frame_burst" {
   validation {
     condition     = var.gateway_frame_burst >= 1 && floor(var.gateway_frame_burst) == var.gateway_frame_burst
     error_message = "The frame burst must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_max_connect_rate" {
+  description = "Gateway --max-connect-rate (GATEWAY_MAX_CONNECT_RATE): new WebSocket connections one node accepts per second; upgrades beyond it get 503 with Retry-After: 1 (the client backs off and retries, the ALB may place it elsewhere), so a reconnect storm (a node died and all its clients reconnect to the others) cannot starve the connections a node already holds. One node on 2 vCPUs measured about 9,000 (RS256 JWT) to 12,000 (HS256 or no auth) connects/s including the SUBSCRIBE: 2,000/s keeps most of the CPU for the connections already held, and 50,000 clients spread over 5 surviving nodes are back in about 5 s. 0 = off."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.gateway_max_connect_rate >= 0 && floor(var.gateway_max_connect_rate) == var.gateway_max_connect_rate
+    error_message = "The connect rate must be a whole, non-negative number (0 = off)."
+  }
+}
+
+variable "gateway_connect_burst" {
+  description = "Gateway --connect-burst (GATEWAY_CONNECT_BURST): new connections a node accepts at once above the connect rate (bucket size). 0 = one second's worth of gateway_max_connect_rate."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.gateway_connect_burst >= 0 && floor(var.gateway_connect_burst) == var.gateway_connect_burst
+    error_message = "The connect burst must be a whole, non-negative number (0 = one second's worth)."
   }
 }
 

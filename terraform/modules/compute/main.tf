@@ -44,10 +44,14 @@ locals {
     GATEWAY_MAX_CONNECTIONS_PER_IP = tostring(var.gateway_max_connections_per_ip)
     GATEWAY_MAX_FRAME_RATE         = tostring(var.gateway_max_frame_rate)
     GATEWAY_FRAME_BURST            = tostring(var.gateway_frame_burst)
+    GATEWAY_MAX_CONNECT_RATE       = tostring(var.gateway_max_connect_rate)
+    GATEWAY_CONNECT_BURST          = tostring(var.gateway_connect_burst)
     GATEWAY_LOG_FORMAT             = "json"
     GATEWAY_DURABLE_STREAM         = var.durable_stream
     GATEWAY_DURABLE_MAX_LEN        = tostring(var.durable_stream_max_len)
-  }, local.durable_env.gateway, local.gateway_security_env, var.gateway_extra_env)
+    GATEWAY_HISTORY_LEN            = tostring(var.gateway_history_len)
+    GATEWAY_HISTORY_TTL_MS         = tostring(var.gateway_history_ttl_ms)
+  }, local.durable_env.gateway, local.history_env, local.gateway_security_env, var.gateway_extra_env)
 
   # Durable destinations: the same patterns for the gateways (which append
   # their messages to the stream) and the api (which persists them and serves
@@ -57,6 +61,11 @@ locals {
     gateway = { for k, v in { GATEWAY_DURABLE = join(",", var.durable_destinations) } : k => v if v != "" }
     api     = { for k, v in { API_DURABLE = join(",", var.durable_destinations) } : k => v if v != "" }
   }
+
+  # History destinations (gateways only; a SUBSCRIBE with resume-from is
+  # served from their streams in Redis on any node, after a node crash too).
+  # Written only when set: an empty list leaves the default (no history).
+  history_env = { for k, v in { GATEWAY_HISTORY = join(",", var.gateway_history) } : k => v if v != "" }
 
   # Security settings that are lists or files: written only when set, so an
   # empty one leaves the gateway's default. No secret is among them: the JWT

@@ -301,7 +301,7 @@ variable "gateway_fleet_report_ms" {
 }
 
 variable "gateway_extra_env" {
-  description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }. GATEWAY_MAX_FRAME_BYTES, GATEWAY_DESTINATION_PREFIX and GATEWAY_REDIS_CHANNEL_PREFIX are passed on to the api too (API_MAX_BODY_BYTES, API_DESTINATION_PREFIX, API_CHANNEL_PREFIX). Durable destinations need Redis without GATEWAY_REDIS_SHARDED."
+  description = "More GATEWAY_* settings for the nodes (written to /etc/stomp-gateway/instance.env), e.g. { GATEWAY_MAX_FRAME_BYTES = \"131072\" }. GATEWAY_MAX_FRAME_BYTES, GATEWAY_DESTINATION_PREFIX and GATEWAY_REDIS_CHANNEL_PREFIX are passed on to the api too (API_MAX_BODY_BYTES, API_DESTINATION_PREFIX, API_CHANNEL_PREFIX). Durable and history destinations need Redis without GATEWAY_REDIS_SHARDED."
   type        = map(string)
   default     = {}
 
@@ -313,6 +313,11 @@ variable "gateway_extra_env" {
   validation {
     condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_DURABLE", "GATEWAY_DURABLE_STREAM", "GATEWAY_DURABLE_MAX_LEN"])) == 0
     error_message = "Set durable destinations with durable_destinations, durable_stream and durable_stream_max_len (they configure the api too), not gateway_extra_env."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_HISTORY", "GATEWAY_HISTORY_LEN", "GATEWAY_HISTORY_TTL_MS"])) == 0
+    error_message = "Set history destinations with gateway_history, gateway_history_len and gateway_history_ttl_ms, not gateway_extra_env."
   }
 
   validation {
@@ -461,6 +466,28 @@ variable "gateway_frame_burst" {
   validation {
     condition     = var.gateway_frame_burst >= 1 && floor(var.gateway_frame_burst) == var.gateway_frame_burst
     error_message = "The frame burst must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_max_connect_rate" {
+  description = "GATEWAY_MAX_CONNECT_RATE: new WebSocket connections one node accepts per second; upgrades beyond it get 503 with Retry-After: 1, so a reconnect storm (a node of the fleet died and its clients reconnect to the others) cannot starve the connections a node already holds. 0 = no limit."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.gateway_max_connect_rate >= 0 && floor(var.gateway_max_connect_rate) == var.gateway_max_connect_rate
+    error_message = "The connect rate must be a whole, non-negative number (0 = off)."
+  }
+}
+
+variable "gateway_connect_burst" {
+  description = "GATEWAY_CONNECT_BURST: new connections a node accepts at once above the connect rate (bucket size); 0 = one second's worth."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.gateway_connect_burst >= 0 && floor(var.gateway_connect_burst) == var.gateway_connect_burst
+    error_message = "The connect burst must be a whole, non-negative number (0 = one second's worth)."
   }
 }
 
@@ -642,6 +669,48 @@ variable "durable_stream_max_len" {
   validation {
     condition     = var.durable_stream_max_len >= 1 && floor(var.durable_stream_max_len) == var.durable_stream_max_len
     error_message = "The stream cap must be a whole number of at least 1."
+  }
+}
+
+# --- history destinations -----------------------------------------------------------------------
+# Gateways only: recent messages kept in Redis so that any node serves a
+# SUBSCRIBE with resume-from, after a crash of the client's node too.
+
+variable "gateway_history" {
+  description = "GATEWAY_HISTORY: destination patterns whose recent messages Redis keeps (one stream per destination), e.g. [\"/topic/chat.*\"], so any node can replay what a client missed (SUBSCRIBE resume-from), after a node crash too. Every node gets the same list. Empty = none (the variable is not written)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.gateway_history : can(regex("^/[A-Za-z0-9_./*#-]+$", d))])
+    error_message = "History destinations start with / and contain only letters, digits and _ . / - * # (no commas or spaces)."
+  }
+
+  validation {
+    condition     = length(var.gateway_history) == 0 || !contains(["true", "1", "yes", "on"], lower(lookup(var.gateway_extra_env, "GATEWAY_REDIS_SHARDED", "false")))
+    error_message = "History destinations need Redis pub/sub without GATEWAY_REDIS_SHARDED (the gateway refuses --history with --redis-sharded)."
+  }
+}
+
+variable "gateway_history_len" {
+  description = "GATEWAY_HISTORY_LEN: approximate cap of each history destination's stream, in entries."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.gateway_history_len >= 1 && floor(var.gateway_history_len) == var.gateway_history_len
+    error_message = "The history length must be a whole number of at least 1."
+  }
+}
+
+variable "gateway_history_ttl_ms" {
+  description = "GATEWAY_HISTORY_TTL_MS: age past which history messages are trimmed, and silence after which a destination's history disappears; at most one day."
+  type        = number
+  default     = 3600000
+
+  validation {
+    condition     = var.gateway_history_ttl_ms >= 1 && var.gateway_history_ttl_ms <= 86400000 && floor(var.gateway_history_ttl_ms) == var.gateway_history_ttl_ms
+    error_message = "The history TTL must be a whole number of milliseconds between 1 and 86400000 (one day)."
   }
 }
 
