@@ -55,6 +55,20 @@ pub struct Config {
     #[arg(long, env = "API_STREAM_MAX_LEN", default_value_t = broker_bridge::durable::DEFAULT_MAX_LEN, global = true)]
     pub stream_max_len: u64,
 
+    /// History destinations, exactly as the gateways' `--history`: the
+    /// api's own publishes to them go into their history streams too, so a
+    /// client recovering with `resume-from` gets them.
+    #[arg(long, env = "API_HISTORY", value_delimiter = ',', global = true)]
+    pub history: Vec<String>,
+
+    /// The gateways' `--history-len`.
+    #[arg(long, env = "API_HISTORY_LEN", default_value_t = broker_bridge::history::DEFAULT_LEN, global = true)]
+    pub history_len: u64,
+
+    /// The gateways' `--history-ttl-ms`.
+    #[arg(long, env = "API_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64, global = true)]
+    pub history_ttl_ms: u64,
+
     /// Prefix of the Redis pub/sub channels (the gateways'
     /// `--redis-channel-prefix`).
     #[arg(

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use broker_bridge::Durable;
+use broker_bridge::{Durable, History};
 use thiserror::Error;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -76,6 +76,12 @@ impl Api {
             config.stream.as_str(),
             config.stream_max_len,
         ));
+        let history = Arc::new(History::new(
+            &config.history,
+            format!("{}history:", config.channel_prefix),
+            config.history_len,
+            std::time::Duration::from_millis(config.history_ttl_ms),
+        ));
         let origin = format!("api-{consumer_name}-{}", boot_tag());
         let state = Arc::new(http::AppState {
             limits: http::Limits {
@@ -89,6 +95,7 @@ impl Api {
             publisher: publish::Publisher::new(
                 redis.clone(),
                 durable,
+                history,
                 config.channel_prefix.clone(),
                 origin,
             ),

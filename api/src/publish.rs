@@ -13,7 +13,7 @@ use std::sync::{
     Arc,
 };
 
-use broker_bridge::{envelope, redis::sequencer::PublishScript, Durable, Publication};
+use broker_bridge::{envelope, redis::sequencer::PublishScript, Durable, History, Publication};
 use bytes::Bytes;
 use redis::RedisError;
 use thiserror::Error;
@@ -42,6 +42,7 @@ pub struct Published {
 pub struct Publisher {
     redis: Arc<RedisLink>,
     durable: Arc<Durable>,
+    history: Arc<History>,
     channel_prefix: String,
     /// Stamped on envelopes and message ids: unique per process start.
     origin: String,
@@ -53,12 +54,14 @@ impl Publisher {
     pub fn new(
         redis: Arc<RedisLink>,
         durable: Arc<Durable>,
+        history: Arc<History>,
         channel_prefix: String,
         origin: String,
     ) -> Publisher {
         Publisher {
             redis,
             durable,
+            history,
             channel_prefix,
             origin,
             next: AtomicU64::new(1),
@@ -92,8 +95,14 @@ impl Publisher {
         let channel = broker_bridge::redis::channel_name(&self.channel_prefix, destination);
         let mut connection = self.redis.connection().await?;
         let mut pipe = redis::pipe();
-        self.script
-            .add(&mut pipe, &channel, destination, &self.durable, &bytes);
+        self.script.add(
+            &mut pipe,
+            &channel,
+            destination,
+            &self.durable,
+            &self.history,
+            &bytes,
+        );
         let (id,): (String,) = pipe.query_async(&mut connection).await?;
         // Only a durable destination's position is a history cursor.
         let position = if self.durable.covers(destination) {

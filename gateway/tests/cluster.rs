@@ -520,3 +520,78 @@ fn durable_destinations_without_classic_redis_are_refused() {
         assert!(err.contains("durable destinations need"), "{err}");
     }
 }
+
+/// Redis restarts while the cluster is idle: neither node's publish
+/// connection knows it is dead until used. The first publishes after
+/// Redis is back must still reach every node, in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_idle_redis_restart_the_first_publishes_reach_every_node() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut on_a = Client::connected(a.addr).await;
+    on_a.subscribe("sa", "/topic/restart", "auto").await;
+    let mut on_b = Client::connected(b.addr).await;
+    on_b.subscribe("sb", "/topic/restart", "auto").await;
+    let mut publishers = [
+        Client::connected(a.addr).await,
+        Client::connected(b.addr).await,
+    ];
+
+    redis.restart().await;
+    // Both nodes have subscribed again: what is published now must reach
+    // both.
+    let channel = "stomp:/topic/restart";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while numsub(&redis, channel) < 2 {
+        assert!(Instant::now() < deadline, "both nodes resubscribe");
+        sleep(Duration::from_millis(10)).await;
+    }
+    wait_for(
+        || a.node.broker().is_available() && b.node.broker().is_available(),
+        "both nodes see redis again",
+    )
+    .await;
+
+    const PER_NODE: usize = 100;
+    for (p, publisher) in publishers.iter_mut().enumerate() {
+        for i in 0..PER_NODE {
+            let tag = format!("{p}-{i}");
+            publisher
+                .send(
+                    Command::Send,
+                    &[("destination", "/topic/restart")],
+                    tag.as_bytes(),
+                )
+                .await;
+        }
+    }
+    let mut orders = Vec::new();
+    for subscriber in [&mut on_a, &mut on_b] {
+        let mut seen = Vec::with_capacity(2 * PER_NODE);
+        let mut last = None;
+        for _ in 0..2 * PER_NODE {
+            let m = subscriber.frame().await;
+            let position: broker_bridge::Position = m
+                .header("position")
+                .expect("published through redis: it has a position")
+                .parse()
+                .unwrap();
+            assert!(last < Some(position), "positions increase");
+            last = Some(position);
+            seen.push(String::from_utf8(m.body.to_vec()).unwrap());
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 2 * PER_NODE, "all 200, once each");
+        orders.push(seen);
+    }
+    assert_eq!(orders[0], orders[1], "one order on both nodes");
+    for gw in [&a, &b] {
+        let metrics = gw.node.metrics().render(0, 0);
+        assert!(
+            metrics.contains("gateway_redis_local_only_total 0"),
+            "nothing was delivered locally only"
+        );
+    }
+}

@@ -9,6 +9,7 @@ pub struct RedisMetrics {
     pub reconnects: IntCounter,
     pub published: IntCounter,
     pub publish_errors: IntCounter,
+    pub publish_retries: IntCounter,
     pub received: IntCounter,
     pub decode_errors: IntCounter,
     pub local_only: IntCounter,
@@ -55,6 +56,10 @@ impl RedisMetrics {
             publish_errors: counter(
                 "gateway_redis_publish_errors_total",
                 "Publish pipelines that failed (their messages were delivered locally only)",
+            ),
+            publish_retries: counter(
+                "gateway_redis_publish_retries_total",
+                "Publish pipelines sent again on a new connection after theirs died under them",
             ),
             received: counter(
                 "gateway_redis_received_total",

@@ -131,6 +131,10 @@ struct Shared {
     metrics: RedisMetrics,
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
+    /// Set when the subscriber connection is lost: the publisher's
+    /// connection (idle, perhaps) is then likely dead too, and is replaced
+    /// before its next publish.
+    publisher_stale: AtomicBool,
     /// When the broker last became unavailable (for readiness grace).
     down_since: Mutex<Option<Instant>>,
 }
@@ -148,6 +152,7 @@ impl Shared {
             metrics: RedisMetrics::register(registry),
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
+            publisher_stale: AtomicBool::new(false),
             down_since: Mutex::new(Some(Instant::now())),
         })
     }

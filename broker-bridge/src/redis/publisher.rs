@@ -1,7 +1,11 @@
 //! The publisher task: turns queued publishes into pipelines.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
+use redis::aio::MultiplexedConnection;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{next_backoff, sequencer::PublishScript, Shared, BACKOFF_START};
@@ -19,17 +23,9 @@ pub(super) async fn run(
     let mut batch: Vec<Publication> = Vec::new();
     let script = PublishScript::classic();
     loop {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut connection = client.get_multiplexed_async_connection().await?;
-            // Every (re)connection loads the script: Redis may have restarted
-            // with an empty script cache.
-            script.load().query_async::<()>(&mut connection).await?;
-            Ok::<_, redis::RedisError>(connection)
-        })
-        .await;
-        let mut connection = match connected {
-            Ok(Ok(connection)) => connection,
-            _ => {
+        let mut connection = match connect(&client, &script).await {
+            Ok(connection) => connection,
+            Err(_) => {
                 // Anything queued meanwhile still reaches local subscribers.
                 while let Ok(p) = queue.try_recv() {
                     shared.metrics.local_only.inc();
@@ -48,6 +44,9 @@ pub(super) async fn run(
         }
         first = false;
         backoff = BACKOFF_START;
+        // The subscriber's losses before this connection are not this
+        // connection's concern.
+        shared.publisher_stale.store(false, Ordering::Release);
         shared.set_up(&shared.publisher_up, true);
 
         loop {
@@ -59,28 +58,35 @@ pub(super) async fn run(
                     Err(_) => break,
                 }
             }
-            let mut pipe = redis::pipe();
-            let (durable, history) = (&shared.options.durable, &shared.options.history);
-            for p in &batch {
-                match envelope::encode(&shared.options.node_id, p) {
-                    Ok(bytes) => {
-                        let channel = shared.channel(&p.destination);
-                        script
-                            .add(
-                                &mut pipe,
-                                &channel,
-                                &p.destination,
-                                durable,
-                                history,
-                                &bytes,
-                            )
-                            .ignore();
-                    }
-                    Err(e) => tracing::warn!(error = %e, "message cannot be enveloped; dropped"),
+            let pipe = pipeline(&shared, &script, &batch);
+            // The subscriber lost its connection since this one opened:
+            // Redis may have restarted, and an idle connection does not
+            // know it is dead until used. Open a fresh one first.
+            if shared.publisher_stale.swap(false, Ordering::AcqRel) {
+                if let Ok(fresh) = connect(&client, &script).await {
+                    connection = fresh;
+                    shared.metrics.reconnects.inc();
                 }
             }
             let started = Instant::now();
-            match pipe.query_async::<()>(&mut connection).await {
+            let mut result = pipe.query_async::<()>(&mut connection).await;
+            if let Err(e) = &result {
+                if retriable(e) {
+                    // The connection died under us: one more try on a fresh
+                    // one before counting Redis as down. (Redis never
+                    // answered, so it almost surely never ran the batch; if
+                    // it did and died right after, the batch is published
+                    // twice rather than lost.)
+                    tracing::info!(error = %e, "redis publish connection lost; retrying on a new one");
+                    if let Ok(fresh) = connect(&client, &script).await {
+                        connection = fresh;
+                        shared.metrics.reconnects.inc();
+                        shared.metrics.publish_retries.inc();
+                        result = pipe.query_async::<()>(&mut connection).await;
+                    }
+                }
+            }
+            match result {
                 Ok(()) => {
                     shared
                         .metrics
@@ -102,4 +108,53 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// A new connection with the publish script loaded (Redis may have
+/// restarted with an empty script cache).
+async fn connect(
+    client: &redis::Client,
+    script: &PublishScript,
+) -> Result<MultiplexedConnection, ()> {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        script.load().query_async::<()>(&mut connection).await?;
+        Ok::<_, redis::RedisError>(connection)
+    })
+    .await;
+    match connected {
+        Ok(Ok(connection)) => Ok(connection),
+        _ => Err(()),
+    }
+}
+
+/// The publish pipeline of a batch.
+fn pipeline(shared: &Shared, script: &PublishScript, batch: &[Publication]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    let (durable, history) = (&shared.options.durable, &shared.options.history);
+    for p in batch {
+        match envelope::encode(&shared.options.node_id, p) {
+            Ok(bytes) => {
+                let channel = shared.channel(&p.destination);
+                script
+                    .add(
+                        &mut pipe,
+                        &channel,
+                        &p.destination,
+                        durable,
+                        history,
+                        &bytes,
+                    )
+                    .ignore();
+            }
+            Err(e) => tracing::warn!(error = %e, "message cannot be enveloped; dropped"),
+        }
+    }
+    pipe
+}
+
+/// Whether a publish failed because its connection is gone (worth one
+/// retry on a new connection), not because Redis refused it.
+fn retriable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }

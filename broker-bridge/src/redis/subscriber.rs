@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -158,6 +158,7 @@ pub(super) async fn run(
             }
         }
         tracing::warn!("redis subscriber connection lost; reconnecting");
+        shared.publisher_stale.store(true, Ordering::Release);
         shared.set_up(&shared.subscriber_up, false);
         upstreams.subscribed.clear();
         // Nobody waits for Redis while it is away.
