@@ -42,13 +42,19 @@ with checkov, PyYAML with ansible). Checks, without any provider or network:
      0 <= margin <= 1, 0 < rate <= 0.1,
      rebalance interval >= 2 x fleet report interval
    (each shedding round sees the loads after the previous one).
-7. Reconnect storms and history: gateway_max_connect_rate,
-   gateway_connect_burst, gateway_history, gateway_history_len and
+7. Reconnect storms and history: gateway_max_connect_rate and
+   gateway_connect_burst (literal defaults, passed to module compute, which
+   writes GATEWAY_MAX_CONNECT_RATE, GATEWAY_CONNECT_BURST) equal the same
+   names in ansible/group_vars/gateway.yml, whose gateway.env template
+   writes them. gateway_history, gateway_history_len and
    gateway_history_ttl_ms (literal defaults, passed to module compute, which
-   writes GATEWAY_MAX_CONNECT_RATE, GATEWAY_CONNECT_BURST, GATEWAY_HISTORY
-   (only when not empty), GATEWAY_HISTORY_LEN, GATEWAY_HISTORY_TTL_MS) equal
-   the same names in ansible/group_vars/gateway.yml, whose gateway.env
-   template writes them; the defaults obey the gateway's rules
+   writes them for both services: GATEWAY_HISTORY / API_HISTORY (only when
+   not empty), GATEWAY_HISTORY_LEN / API_HISTORY_LEN,
+   GATEWAY_HISTORY_TTL_MS / API_HISTORY_TTL_MS, since the api publishes
+   through the same publish script) equal ansible/group_vars/all.yml
+   stomp_history_*, gateway.yml / api.yml give both services those same
+   values (as for the durable ones, item 4), and the gateway.env and api.env
+   templates write them; the defaults obey the gateway's rules
      history len >= 1, 1 <= history TTL <= 86400000 ms.
 
 Prints nothing and exits 0 when everything agrees; otherwise one line per
@@ -155,6 +161,14 @@ DURABLE = {
     "durable_destinations": ("stomp_durable_destinations", "gateway_durable", "api_durable"),
     "durable_stream": ("stomp_durable_stream", "gateway_durable_stream", "api_stream"),
     "durable_stream_max_len": ("stomp_durable_max_len", "gateway_durable_max_len", "api_stream_max_len"),
+}
+
+# The same for the history destinations: the api publishes through the same
+# publish script as the gateways, so it appends to the same history streams.
+HISTORY = {
+    "gateway_history": ("stomp_history_destinations", "gateway_history", "api_history"),
+    "gateway_history_len": ("stomp_history_len", "gateway_history_len", "api_history_len"),
+    "gateway_history_ttl_ms": ("stomp_history_ttl_ms", "gateway_history_ttl_ms", "api_history_ttl_ms"),
 }
 
 # module -> {module argument: the exact expression} for wiring that is not a
@@ -323,9 +337,6 @@ def check_ansible(tf: dict) -> None:
         ("gateway.yml", "gateway_max_connect_rate"): (gw, "gateway_max_connect_rate", 1),
         ("gateway.yml", "gateway_connect_burst"): (gw, "gateway_connect_burst", 1),
         ("gateway.yml", "gateway_resume_window_ms"): (gw, "gateway_resume_window_ms", 1),
-        ("gateway.yml", "gateway_history"): (gw, "gateway_history", None),
-        ("gateway.yml", "gateway_history_len"): (gw, "gateway_history_len", 1),
-        ("gateway.yml", "gateway_history_ttl_ms"): (gw, "gateway_history_ttl_ms", 1),
         ("gateway.yml", "gateway_rebalance"): (gw, "gateway_rebalance", None),
         ("gateway.yml", "gateway_rebalance_margin"): (gw, "gateway_rebalance_margin", None),
         ("gateway.yml", "gateway_rebalance_rate"): (gw, "gateway_rebalance_rate", None),
@@ -383,7 +394,7 @@ def check_durable(tf: dict) -> None:
         "gateway.yml": load_yaml(ANSIBLE / "group_vars" / "gateway.yml"),
         "api.yml": load_yaml(ANSIBLE / "group_vars" / "api.yml"),
     }
-    for tf_name, (shared_key, gw_key, api_key) in DURABLE.items():
+    for tf_name, (shared_key, gw_key, api_key) in {**DURABLE, **HISTORY}.items():
         if tf_name not in tf:
             continue
         want = tf[tf_name]
@@ -467,12 +478,20 @@ def check_rebalance_env() -> None:
 
 
 # The same for the connect-rate and history settings (GATEWAY_HISTORY, a
-# list, is written through local.history_env only when not empty).
+# list, is written through local.history_env.gateway only when not empty).
 STORM_HISTORY_ENV = {
     "GATEWAY_MAX_CONNECT_RATE": ("gateway_max_connect_rate", "{{ gateway_max_connect_rate }}"),
     "GATEWAY_CONNECT_BURST": ("gateway_connect_burst", "{{ gateway_connect_burst }}"),
     "GATEWAY_HISTORY_LEN": ("gateway_history_len", "{{ gateway_history_len }}"),
     "GATEWAY_HISTORY_TTL_MS": ("gateway_history_ttl_ms", "{{ gateway_history_ttl_ms }}"),
+}
+
+# The api's history settings: from the gateways' terraform variables (module
+# compute's api_env, API_HISTORY through local.history_env.api only when not
+# empty) and from api_history* in the api.env template.
+API_HISTORY_ENV = {
+    "API_HISTORY_LEN": ("gateway_history_len", "{{ api_history_len }}"),
+    "API_HISTORY_TTL_MS": ("gateway_history_ttl_ms", "{{ api_history_ttl_ms }}"),
 }
 
 
@@ -487,10 +506,25 @@ def check_storm_history_env() -> None:
         if f"{env}={jinja}" not in template:
             problem(f"ansible/roles/gateway/templates/gateway.env.j2: needs the line {env}={jinja}")
     pattern = r'GATEWAY_HISTORY\s*=\s*join\(",",\s*var\.gateway_history\)'
-    if not re.search(pattern, compute) or "local.history_env" not in compute:
-        problem(f"terraform/modules/compute/main.tf: gateway_env must merge local.history_env, which matches {pattern!r}")
+    if not re.search(pattern, compute) or "local.history_env.gateway" not in compute:
+        problem(f"terraform/modules/compute/main.tf: gateway_env must merge local.history_env.gateway, which matches {pattern!r}")
     if "GATEWAY_HISTORY={{ gateway_history | join(',') }}" not in template:
         problem("ansible/roles/gateway/templates/gateway.env.j2: needs the line GATEWAY_HISTORY={{ gateway_history | join(',') }}")
+
+    # The api: the same terraform variables, its own ansible variables
+    # (api.yml refers them to all.yml, checked in check_durable).
+    api_template = (ANSIBLE / "roles" / "api" / "templates" / "api.env.j2").read_text(encoding="utf-8")
+    for env, (var, jinja) in API_HISTORY_ENV.items():
+        pattern = rf"\b{env}\s*=\s*tostring\(var\.{var}\)"
+        if not re.search(pattern, compute):
+            problem(f"terraform/modules/compute/main.tf: the api settings (api_env) must match {pattern!r}")
+        if f"{env}={jinja}" not in api_template:
+            problem(f"ansible/roles/api/templates/api.env.j2: needs the line {env}={jinja}")
+    pattern = r'API_HISTORY\s*=\s*join\(",",\s*var\.gateway_history\)'
+    if not re.search(pattern, compute) or "local.history_env.api" not in compute:
+        problem(f"terraform/modules/compute/main.tf: api_env must merge local.history_env.api, which matches {pattern!r}")
+    if "API_HISTORY={{ api_history | join(',') }}" not in api_template:
+        problem("ansible/roles/api/templates/api.env.j2: needs the line API_HISTORY={{ api_history | join(',') }}")
 
 
 def main() -> int:

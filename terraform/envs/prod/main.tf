@@ -7,7 +7,8 @@
 # variables.tf, and flows both to the ALB (edge: idle timeout, deregistration
 # delay, health check) and to the nodes (compute: GATEWAY_* in user data).
 # Likewise the durable destinations and their Redis Stream flow to both the
-# gateways (GATEWAY_DURABLE*) and the api (API_DURABLE, API_STREAM*).
+# gateways (GATEWAY_DURABLE*) and the api (API_DURABLE, API_STREAM*), and the
+# history destinations to both (GATEWAY_HISTORY*, API_HISTORY*).
 
 module "network" {
   source = "../../modules/network"
@@ -160,7 +161,9 @@ module "compute" {
   durable_stream         = var.durable_stream
   durable_stream_max_len = var.durable_stream_max_len
 
-  # History destinations (GATEWAY_HISTORY*): the gateways only.
+  # History destinations: the same patterns, length and TTL go to the
+  # gateways (GATEWAY_HISTORY*) and the api (API_HISTORY*), whose own
+  # publishes go into the same streams.
   gateway_history        = var.gateway_history
   gateway_history_len    = var.gateway_history_len
   gateway_history_ttl_ms = var.gateway_history_ttl_ms

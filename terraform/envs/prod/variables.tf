@@ -221,12 +221,18 @@ variable "gateway_resume_window_ms" {
 }
 
 # --- history destinations: resume-from after a node crash -------------------------------
+# Given once here and written to BOTH services' instance.env (module compute),
+# so that the api's own publishes to a history destination land in its
+# stream too (the same publish script as the gateways'):
+#   gateway_history        GATEWAY_HISTORY        == API_HISTORY
+#   gateway_history_len    GATEWAY_HISTORY_LEN    == API_HISTORY_LEN
+#   gateway_history_ttl_ms GATEWAY_HISTORY_TTL_MS == API_HISTORY_TTL_MS
 # Literal defaults (the gateway's own): scripts/check-infra compares them
-# with ansible/group_vars/gateway.yml. Each history destination costs
-# ElastiCache memory of about gateway_history_len x message size.
+# with ansible/group_vars/all.yml stomp_history_*. Each history destination
+# costs ElastiCache memory of about gateway_history_len x message size.
 
 variable "gateway_history" {
-  description = "Gateway --history (GATEWAY_HISTORY): destination patterns (SUBSCRIBE syntax, e.g. \"/topic/chat.*\") whose recent messages Redis keeps, one stream per destination, so any node can replay what a client missed (SUBSCRIBE resume-from, docs/resume.md), after a crash of its node too. Not persisted by the api. Needs Redis without GATEWAY_REDIS_SHARDED. Every node gets the same list. Empty: no history (the variable is not written)."
+  description = "Gateway --history (GATEWAY_HISTORY on the gateways, API_HISTORY on the api): destination patterns (SUBSCRIBE syntax, e.g. \"/topic/chat.*\") whose recent messages Redis keeps, one stream per destination, so any node can replay what a client missed (SUBSCRIBE resume-from, docs/resume.md), after a crash of its node too. The api's own publishes go into the same streams; it does not persist them. Needs Redis without GATEWAY_REDIS_SHARDED. Every node gets the same list. Empty: no history (neither variable is written)."
   type        = list(string)
   default     = []
 
@@ -237,7 +243,7 @@ variable "gateway_history" {
 }
 
 variable "gateway_history_len" {
-  description = "Gateway --history-len (GATEWAY_HISTORY_LEN): approximate cap of each history destination's stream, in entries. ElastiCache memory: about this x message size per history destination (1000 entries of ~1 KiB is ~1 MiB per destination)."
+  description = "Gateway --history-len (GATEWAY_HISTORY_LEN == API_HISTORY_LEN): approximate cap of each history destination's stream, in entries. ElastiCache memory: about this x message size per history destination (1000 entries of ~1 KiB is ~1 MiB per destination)."
   type        = number
   default     = 1000
 
@@ -248,7 +254,7 @@ variable "gateway_history_len" {
 }
 
 variable "gateway_history_ttl_ms" {
-  description = "Gateway --history-ttl-ms (GATEWAY_HISTORY_TTL_MS): age past which history messages are trimmed, and silence after which a destination's history is deleted. At most one day."
+  description = "Gateway --history-ttl-ms (GATEWAY_HISTORY_TTL_MS == API_HISTORY_TTL_MS): age past which history messages are trimmed, and silence after which a destination's history is deleted. At most one day."
   type        = number
   default     = 3600000
 

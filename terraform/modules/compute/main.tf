@@ -51,7 +51,7 @@ locals {
     GATEWAY_DURABLE_MAX_LEN        = tostring(var.durable_stream_max_len)
     GATEWAY_HISTORY_LEN            = tostring(var.gateway_history_len)
     GATEWAY_HISTORY_TTL_MS         = tostring(var.gateway_history_ttl_ms)
-  }, local.durable_env.gateway, local.history_env, local.gateway_security_env, var.gateway_extra_env)
+  }, local.durable_env.gateway, local.history_env.gateway, local.gateway_security_env, var.gateway_extra_env)
 
   # Durable destinations: the same patterns for the gateways (which append
   # their messages to the stream) and the api (which persists them and serves
@@ -62,10 +62,16 @@ locals {
     api     = { for k, v in { API_DURABLE = join(",", var.durable_destinations) } : k => v if v != "" }
   }
 
-  # History destinations (gateways only; a SUBSCRIBE with resume-from is
-  # served from their streams in Redis on any node, after a node crash too).
-  # Written only when set: an empty list leaves the default (no history).
-  history_env = { for k, v in { GATEWAY_HISTORY = join(",", var.gateway_history) } : k => v if v != "" }
+  # History destinations: the same patterns for the gateways (a SUBSCRIBE
+  # with resume-from is served from their streams in Redis on any node, after
+  # a node crash too) and the api (its own publishes to them go into the same
+  # streams, through the same publish script). Written only when set: an
+  # empty list leaves both defaults (no history). Their length and TTL are
+  # in gateway_env and api_env, from the same variables.
+  history_env = {
+    gateway = { for k, v in { GATEWAY_HISTORY = join(",", var.gateway_history) } : k => v if v != "" }
+    api     = { for k, v in { API_HISTORY = join(",", var.gateway_history) } : k => v if v != "" }
+  }
 
   # Security settings that are lists or files: written only when set, so an
   # empty one leaves the gateway's default. No secret is among them: the JWT
@@ -91,20 +97,23 @@ locals {
 
   # The api reads --listen from API_LISTEN (its unit runs `api --listen ${API_LISTEN}`).
   # What it shares with the gateways comes from the same values: the durable
-  # stream and its cap (variables), and the channel prefix, destination
-  # prefixes and largest body from the gateways' settings (the gateway's
-  # defaults where gateway_extra_env does not set them), so the two cannot
-  # disagree. API_CONSUMER (the instance ID) is added by user data;
-  # API_DATABASE_CA_FILE (the RDS CA bundle) is baked into the AMI's api.env.
+  # stream and its cap, the history destinations, length and TTL
+  # (variables), and the channel prefix, destination prefixes and largest
+  # body from the gateways' settings (the gateway's defaults where
+  # gateway_extra_env does not set them), so the two cannot disagree.
+  # API_CONSUMER (the instance ID) is added by user data; API_DATABASE_CA_FILE
+  # (the RDS CA bundle) is baked into the AMI's api.env.
   api_env = merge({
     API_LISTEN             = "0.0.0.0:${var.api_port}"
     API_STREAM             = var.durable_stream
     API_STREAM_MAX_LEN     = tostring(var.durable_stream_max_len)
+    API_HISTORY_LEN        = tostring(var.gateway_history_len)
+    API_HISTORY_TTL_MS     = tostring(var.gateway_history_ttl_ms)
     API_CHANNEL_PREFIX     = lookup(local.gateway_env, "GATEWAY_REDIS_CHANNEL_PREFIX", "stomp:")
     API_DESTINATION_PREFIX = lookup(local.gateway_env, "GATEWAY_DESTINATION_PREFIX", "/topic/")
     API_MAX_BODY_BYTES     = lookup(local.gateway_env, "GATEWAY_MAX_FRAME_BYTES", "65536")
     API_LOG_FORMAT         = "json"
-  }, local.durable_env.api, local.api_security_env)
+  }, local.durable_env.api, local.history_env.api, local.api_security_env)
 
   # The api checks the same tokens as the gateways: same issuer's keys,
   # issuers, audiences and default grants (the HMAC key comes from the same

@@ -317,7 +317,7 @@ variable "gateway_extra_env" {
 
   validation {
     condition     = length(setintersection(keys(var.gateway_extra_env), ["GATEWAY_HISTORY", "GATEWAY_HISTORY_LEN", "GATEWAY_HISTORY_TTL_MS"])) == 0
-    error_message = "Set history destinations with gateway_history, gateway_history_len and gateway_history_ttl_ms, not gateway_extra_env."
+    error_message = "Set history destinations with gateway_history, gateway_history_len and gateway_history_ttl_ms (they configure the api too), not gateway_extra_env."
   }
 
   validation {
@@ -673,11 +673,13 @@ variable "durable_stream_max_len" {
 }
 
 # --- history destinations -----------------------------------------------------------------------
-# Gateways only: recent messages kept in Redis so that any node serves a
-# SUBSCRIBE with resume-from, after a crash of the client's node too.
+# Recent messages kept in Redis so that any node serves a SUBSCRIBE with
+# resume-from, after a crash of the client's node too. The gateways and the
+# api get the same values: the api's own publishes to a history destination
+# go into its stream too.
 
 variable "gateway_history" {
-  description = "GATEWAY_HISTORY: destination patterns whose recent messages Redis keeps (one stream per destination), e.g. [\"/topic/chat.*\"], so any node can replay what a client missed (SUBSCRIBE resume-from), after a node crash too. Every node gets the same list. Empty = none (the variable is not written)."
+  description = "GATEWAY_HISTORY on the gateways and API_HISTORY on the api (whose own publishes go into the same streams): destination patterns whose recent messages Redis keeps (one stream per destination), e.g. [\"/topic/chat.*\"], so any node can replay what a client missed (SUBSCRIBE resume-from), after a node crash too. Every node gets the same list. Empty = none (neither variable is written)."
   type        = list(string)
   default     = []
 
@@ -693,7 +695,7 @@ variable "gateway_history" {
 }
 
 variable "gateway_history_len" {
-  description = "GATEWAY_HISTORY_LEN: approximate cap of each history destination's stream, in entries."
+  description = "GATEWAY_HISTORY_LEN and API_HISTORY_LEN: approximate cap of each history destination's stream, in entries."
   type        = number
   default     = 1000
 
@@ -704,7 +706,7 @@ variable "gateway_history_len" {
 }
 
 variable "gateway_history_ttl_ms" {
-  description = "GATEWAY_HISTORY_TTL_MS: age past which history messages are trimmed, and silence after which a destination's history disappears; at most one day."
+  description = "GATEWAY_HISTORY_TTL_MS and API_HISTORY_TTL_MS: age past which history messages are trimmed, and silence after which a destination's history disappears; at most one day."
   type        = number
   default     = 3600000
 
