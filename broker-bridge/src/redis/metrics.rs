@@ -10,6 +10,8 @@ pub struct RedisMetrics {
     pub published: IntCounter,
     pub publish_errors: IntCounter,
     pub publish_retries: IntCounter,
+    pub gap_filled: IntCounter,
+    pub gap_destinations: IntCounter,
     pub received: IntCounter,
     pub decode_errors: IntCounter,
     pub local_only: IntCounter,
@@ -60,6 +62,14 @@ impl RedisMetrics {
             publish_retries: counter(
                 "gateway_redis_publish_retries_total",
                 "Publish pipelines sent again on a new connection after theirs died under them",
+            ),
+            gap_filled: counter(
+                "gateway_redis_gap_filled_total",
+                "Messages of durable and history destinations fetched from their streams after a resubscribe (published while this node was not subscribed)",
+            ),
+            gap_destinations: counter(
+                "gateway_redis_gap_destinations_total",
+                "Destinations whose messages missed during a resubscribe could not all be fetched (stream trimmed, or Redis unreadable)",
             ),
             received: counter(
                 "gateway_redis_received_total",

@@ -161,6 +161,27 @@ impl Shared {
         channel_name(&self.options.channel_prefix, destination)
     }
 
+    /// Where `destination`'s recent messages are kept, if anywhere: the
+    /// recent stream of a durable destination, or a history stream.
+    fn replay_source(&self, destination: &str) -> Option<ReplaySource> {
+        let options = &self.options;
+        if options.durable.covers(destination) {
+            Some(ReplaySource {
+                key: options.durable.recent_key(destination),
+                cap: options.durable.recent_len(),
+                ttl: None,
+            })
+        } else if options.history.covers(destination) {
+            Some(ReplaySource {
+                key: options.history.key(destination),
+                cap: options.history.len(),
+                ttl: Some(options.history.ttl()),
+            })
+        } else {
+            None
+        }
+    }
+
     /// The Redis subscription a local (possibly wildcard) destination needs.
     fn upstream(&self, destination: &str) -> (Upstream, Option<Arc<str>>) {
         match Pattern::parse(destination) {
@@ -319,8 +340,7 @@ impl SessionStore for RedisBroker {
     }
 
     fn replayable(&self, destination: &str) -> bool {
-        let options = &self.shared.options;
-        options.durable.covers(destination) || options.history.covers(destination)
+        self.shared.replay_source(destination).is_some()
     }
 
     fn replay(
@@ -328,22 +348,7 @@ impl SessionStore for RedisBroker {
         destination: &str,
         after: Position,
     ) -> Option<BoxFuture<'static, Result<Replay, BrokerError>>> {
-        let options = &self.shared.options;
-        let source = if options.durable.covers(destination) {
-            ReplaySource {
-                key: options.durable.recent_key(destination),
-                cap: options.durable.recent_len(),
-                ttl: None,
-            }
-        } else if options.history.covers(destination) {
-            ReplaySource {
-                key: options.history.key(destination),
-                cap: options.history.len(),
-                ttl: Some(options.history.ttl()),
-            }
-        } else {
-            return None;
-        };
+        let source = self.shared.replay_source(destination)?;
         let link = self.link.clone();
         Some(Box::pin(async move {
             sessions::replay(&link, source, after).await

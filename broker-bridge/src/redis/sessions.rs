@@ -50,6 +50,7 @@ pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>
 }
 
 /// A stream a destination's recent messages can be replayed from.
+#[derive(Debug, Clone)]
 pub(super) struct ReplaySource {
     pub key: String,
     /// The stream's approximate length cap.
@@ -71,6 +72,15 @@ pub(super) async fn replay(
     after: Position,
 ) -> Result<Replay, BrokerError> {
     let mut c = link.connection().await.map_err(unavailable)?;
+    replay_on(&mut c, &source, after).await
+}
+
+/// [`replay`] on a given connection.
+pub(super) async fn replay_on<C: redis::aio::ConnectionLike>(
+    c: &mut C,
+    source: &ReplaySource,
+    after: Position,
+) -> Result<Replay, BrokerError> {
     let key = &source.key;
     let (range, before, len, time): (Value, Value, u64, (u64, u64)) = redis::pipe()
         .cmd("XRANGE")
@@ -88,7 +98,7 @@ pub(super) async fn replay(
         .cmd("XLEN")
         .arg(key)
         .cmd("TIME")
-        .query_async(&mut c)
+        .query_async(c)
         .await
         .map_err(unavailable)?;
     let mut replay = parse_range(range, after)?;

@@ -11,10 +11,22 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{next_backoff, Interest, Shared, Upstream, BACKOFF_START};
-use crate::{envelope, Route};
+use super::{
+    next_backoff,
+    sessions::{self, ReplaySource},
+    Interest, Shared, Upstream, BACKOFF_START,
+};
+use crate::{envelope, Position, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A channel whose destination Redis keeps recent messages of (durable or
+/// history): after a reconnect, what it missed is fetched from there.
+struct Tracked {
+    source: ReplaySource,
+    /// The position of the last message delivered from this channel.
+    last: Option<Position>,
+}
 
 /// Subscription bookkeeping that survives reconnects.
 #[derive(Default)]
@@ -26,12 +38,17 @@ struct Upstreams {
     subscribed: HashSet<Upstream>,
     /// Sessions waiting for an upstream subscription to be confirmed.
     waiters: HashMap<Upstream, Vec<oneshot::Sender<()>>>,
+    /// The desired channels of replayable destinations, by channel name.
+    tracked: HashMap<String, Tracked>,
 }
 
 impl Upstreams {
-    fn apply(&mut self, interest: Interest) {
+    fn apply(&mut self, interest: Interest, shared: &Shared) {
         match interest {
             Interest::Subscribe(upstream, pattern) => {
+                if let Upstream::Channel(channel) = &upstream {
+                    self.track(channel, shared);
+                }
                 let patterns = self.desired.entry(upstream).or_default();
                 patterns.extend(pattern);
             }
@@ -42,6 +59,9 @@ impl Upstreams {
                     }
                     if patterns.is_empty() {
                         self.desired.remove(&upstream);
+                        if let Upstream::Channel(channel) = &upstream {
+                            self.tracked.remove(channel);
+                        }
                     }
                 }
             }
@@ -52,6 +72,21 @@ impl Upstreams {
                     let _ = tx.send(());
                 }
             }
+        }
+    }
+
+    /// Starts tracking `channel`'s last position if Redis keeps its
+    /// destination's recent messages.
+    fn track(&mut self, channel: &str, shared: &Shared) {
+        if self.tracked.contains_key(channel) {
+            return;
+        }
+        let Some(destination) = channel.strip_prefix(shared.options.channel_prefix.as_str()) else {
+            return;
+        };
+        if let Some(source) = shared.replay_source(destination) {
+            self.tracked
+                .insert(channel.to_string(), Tracked { source, last: None });
         }
     }
 
@@ -110,7 +145,7 @@ pub(super) async fn run(
     loop {
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
         let Ok(Ok(pubsub)) = connected else {
-            if !drain_interest(&mut interest, &mut upstreams) {
+            if !drain_interest(&mut interest, &mut upstreams, &shared) {
                 return;
             }
             tokio::time::sleep(backoff).await;
@@ -133,6 +168,12 @@ pub(super) async fn run(
                 subscriptions = upstreams.subscribed.len(),
                 "redis subscriber reconnected and re-subscribed"
             );
+            // Subscribed again: whatever was published since the last
+            // message of each replayable destination and before now is in
+            // its stream; fetch it before reading on (live messages wait in
+            // the connection's buffer, and those already fetched are
+            // skipped by position).
+            fill_gaps(&client, &shared, &mut upstreams).await;
         }
         first = false;
         backoff = BACKOFF_START;
@@ -142,9 +183,9 @@ pub(super) async fn run(
             tokio::select! {
                 next = interest.recv() => {
                     let Some(change) = next else { return };
-                    upstreams.apply(change);
+                    upstreams.apply(change, &shared);
                     while let Ok(change) = interest.try_recv() {
-                        upstreams.apply(change);
+                        upstreams.apply(change, &shared);
                     }
                     if sync(&mut sink, &mut upstreams).await.is_err() {
                         break;
@@ -153,7 +194,7 @@ pub(super) async fn run(
                 }
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    deliver(&shared, &upstreams, &message);
+                    deliver(&shared, &mut upstreams, &message);
                 }
             }
         }
@@ -196,7 +237,7 @@ fn owned((channels, globs): (Vec<&str>, Vec<&str>)) -> (Vec<String>, Vec<String>
     (own(channels), own(globs))
 }
 
-fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {
+fn deliver(shared: &Shared, upstreams: &mut Upstreams, message: &redis::Msg) {
     shared.metrics.received.inc();
     let envelope = match envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
         Ok(envelope) => envelope,
@@ -207,6 +248,14 @@ fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {
         }
     };
     if !message.from_pattern() {
+        if let Some(tracked) = upstreams.tracked.get_mut(message.get_channel_name()) {
+            let position = envelope.publication.position;
+            if position.is_some() && position <= tracked.last {
+                // Already delivered from the stream after a reconnect.
+                return;
+            }
+            tracked.last = position.or(tracked.last);
+        }
         shared.sink.deliver(envelope.publication, Route::Exact);
         return;
     }
@@ -236,15 +285,80 @@ fn deliver(shared: &Shared, upstreams: &Upstreams, message: &redis::Msg) {
 fn drain_interest(
     interest: &mut mpsc::UnboundedReceiver<Interest>,
     upstreams: &mut Upstreams,
+    shared: &Shared,
 ) -> bool {
     loop {
         match interest.try_recv() {
             Ok(change) => {
-                upstreams.apply(change);
+                upstreams.apply(change, shared);
                 upstreams.wake(true);
             }
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+    }
+}
+
+/// How many replayable destinations are fetched at once after a reconnect.
+const GAP_FILL_CONCURRENCY: usize = 64;
+
+/// After the subscriber reconnects: delivers, per replayable destination,
+/// what its stream holds after the last message this node delivered
+/// (published while this node was not subscribed: between Redis coming
+/// back and this resubscribe, or by nodes that reached Redis while this one
+/// could not). A destination whose stream no longer reaches back that far
+/// is counted as a gap.
+async fn fill_gaps(client: &redis::Client, shared: &Shared, upstreams: &mut Upstreams) {
+    let wanted: Vec<(String, ReplaySource, Position)> = upstreams
+        .tracked
+        .iter()
+        .filter_map(|(channel, t)| Some((channel.clone(), t.source.clone(), t.last?)))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let connected =
+        tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await;
+    let Ok(Ok(connection)) = connected else {
+        tracing::warn!("could not fetch what was missed during the redis reconnect");
+        shared.metrics.gap_destinations.inc_by(wanted.len() as u64);
+        return;
+    };
+    let fetched: Vec<_> = futures_util::stream::iter(wanted)
+        .map(|(channel, source, after)| {
+            let mut connection = connection.clone();
+            async move {
+                let replay = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    sessions::replay_on(&mut connection, &source, after),
+                )
+                .await;
+                (channel, replay)
+            }
+        })
+        .buffer_unordered(GAP_FILL_CONCURRENCY)
+        .collect()
+        .await;
+    for (channel, replay) in fetched {
+        let Some(tracked) = upstreams.tracked.get_mut(&channel) else {
+            continue;
+        };
+        let replay = match replay {
+            Ok(Ok(replay)) => replay,
+            _ => {
+                shared.metrics.gap_destinations.inc();
+                continue;
+            }
+        };
+        if !replay.complete {
+            shared.metrics.gap_destinations.inc();
+        }
+        for publication in replay.publications {
+            if publication.position > tracked.last {
+                tracked.last = publication.position;
+                shared.metrics.gap_filled.inc();
+                shared.sink.deliver(publication, Route::Exact);
+            }
         }
     }
 }
