@@ -12,6 +12,8 @@ use super::{next_backoff, sequencer::PublishScript, Shared, BACKOFF_START};
 use crate::{envelope, Publication, Route};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a publish pipeline may take before Redis counts as down.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn run(
     client: redis::Client,
@@ -116,8 +118,16 @@ async fn connect(
     client: &redis::Client,
     script: &PublishScript,
 ) -> Result<MultiplexedConnection, ()> {
+    // The default response timeout (0.5 s) is shorter than a big pipeline
+    // can take on a loaded Redis; a timed-out pipeline may still run, so
+    // treating it as failed would deliver its messages twice.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         script.load().query_async::<()>(&mut connection).await?;
         Ok::<_, redis::RedisError>(connection)
     })
@@ -156,5 +166,6 @@ fn pipeline(shared: &Shared, script: &PublishScript, batch: &[Publication]) -> r
 /// Whether a publish failed because its connection is gone (worth one
 /// retry on a new connection), not because Redis refused it.
 fn retriable(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    // Not a timeout: the pipeline may still be running.
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }

@@ -40,12 +40,22 @@ pub(super) async fn park(link: &RedisLink, key: String, state: Bytes, ttl: Durat
 }
 
 pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>, BrokerError> {
-    let mut c = link.connection().await.map_err(unavailable)?;
-    let state: Option<Vec<u8>> = redis::cmd("GETDEL")
-        .arg(&key)
-        .query_async(&mut c)
-        .await
-        .map_err(unavailable)?;
+    let getdel = || async {
+        let mut c = link.connection().await?;
+        redis::cmd("GETDEL")
+            .arg(&key)
+            .query_async::<Option<Vec<u8>>>(&mut c)
+            .await
+    };
+    let state = match getdel().await {
+        Ok(state) => state,
+        // A connection that died under the command (a Redis restart since
+        // its last use) never delivered it: once more on the new one.
+        Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+            getdel().await.map_err(unavailable)?
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
     Ok(state.map(Bytes::from))
 }
 
@@ -71,8 +81,17 @@ pub(super) async fn replay(
     source: ReplaySource,
     after: Position,
 ) -> Result<Replay, BrokerError> {
+    // A read: safe to send again. The shared connection may have died
+    // with a Redis restart since its last use; the first command after
+    // that fails, and the connection manager reconnects for the next.
     let mut c = link.connection().await.map_err(unavailable)?;
-    replay_on(&mut c, &source, after).await
+    match replay_on(&mut c, &source, after).await {
+        Ok(replay) => Ok(replay),
+        Err(_) => {
+            let mut c = link.connection().await.map_err(unavailable)?;
+            replay_on(&mut c, &source, after).await
+        }
+    }
 }
 
 /// [`replay`] on a given connection.

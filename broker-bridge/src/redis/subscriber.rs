@@ -317,8 +317,14 @@ async fn fill_gaps(client: &redis::Client, shared: &Shared, upstreams: &mut Upst
     if wanted.is_empty() {
         return;
     }
-    let connected =
-        tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let connected = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await;
     let Ok(Ok(connection)) = connected else {
         tracing::warn!("could not fetch what was missed during the redis reconnect");
         shared.metrics.gap_destinations.inc_by(wanted.len() as u64);
@@ -329,7 +335,7 @@ async fn fill_gaps(client: &redis::Client, shared: &Shared, upstreams: &mut Upst
             let mut connection = connection.clone();
             async move {
                 let replay = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
+                    Duration::from_secs(5),
                     sessions::replay_on(&mut connection, &source, after),
                 )
                 .await;

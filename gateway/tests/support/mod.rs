@@ -83,6 +83,10 @@ pub struct Client {
     pub messages: Vec<WsMessage>,
     /// The HTTP response head of the upgrade (status line and headers).
     pub response_head: String,
+    /// When bytes last arrived (a peer's heart-beats keep it fresh).
+    last_data: tokio::time::Instant,
+    /// A write failed: the server is gone.
+    write_failed: bool,
 }
 
 /// Performs an HTTP request and returns the raw response head.
@@ -260,6 +264,8 @@ impl Client {
             protocol,
             messages: Vec::new(),
             response_head: head,
+            last_data: tokio::time::Instant::now(),
+            write_failed: false,
         })
     }
 
@@ -300,8 +306,21 @@ impl Client {
         }
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        // The server may already have closed (error tests): ignore write errors.
-        let _ = self.stream.write_all(&out).await;
+        // The server may already have closed (error tests): remember write
+        // errors rather than fail.
+        if self.stream.write_all(&out).await.is_err() {
+            self.write_failed = true;
+        }
+    }
+
+    /// Whether a write failed (the server closed or died).
+    pub fn is_closed(&self) -> bool {
+        self.write_failed
+    }
+
+    /// How long since bytes last arrived.
+    pub fn idle_for(&self) -> Duration {
+        self.last_data.elapsed()
     }
 
     /// Writes `bytes` to the socket as they are (hand-made WebSocket frames).
@@ -361,7 +380,7 @@ impl Client {
             match read {
                 Err(_) => return Err(()),
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => self.last_data = tokio::time::Instant::now(),
             }
         }
     }
