@@ -66,7 +66,7 @@ pub struct Config {
     pub history_len: u64,
 
     /// The gateways' `--history-ttl-ms`.
-    #[arg(long, env = "API_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64, global = true)]
+    #[arg(long, env = "API_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64, global = true, value_parser = cli::parse_millis)]
     pub history_ttl_ms: u64,
 
     /// Prefix of the Redis pub/sub channels (the gateways'
@@ -100,7 +100,7 @@ pub struct Config {
         env = "API_CLAIM_IDLE_MS",
         default_value_t = 30_000,
         global = true
-    )]
+    , value_parser = cli::parse_millis)]
     pub claim_idle_ms: u64,
 
     /// Destination prefixes that may be published to and read (the
@@ -139,7 +139,7 @@ pub struct Config {
         env = "API_DATABASE_TIMEOUT_MS",
         default_value_t = 2_000,
         global = true
-    )]
+    , value_parser = cli::parse_millis)]
     pub database_timeout_ms: u64,
 
     /// HMAC secret for HS256/384/512 JWTs (environment only, as for the

@@ -7,14 +7,25 @@ use api::{config::Command, Api, Config};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() {
     let config = match Config::load() {
         Ok(config) => config,
+        // --help and --version on stdout with status 0, usage errors with 2.
         Err(api::config::ConfigError::Args(e)) => e.exit(),
-        Err(e) => anyhow::bail!(e),
+        Err(e) => cli::usage_error(e),
     };
     init_logging(config.log_format);
+    cli::run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(run(config))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    });
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     if config.command == Some(Command::Migrate) {
         let pool = api::db::pool(
             config.database_url(),

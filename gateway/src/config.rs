@@ -120,7 +120,7 @@ pub struct ClusterConfig {
 
     /// How long Redis may be unreachable before `/readyz` fails (the node
     /// keeps serving local traffic meanwhile).
-    #[arg(long, env = "GATEWAY_REDIS_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_REDIS_GRACE_MS", default_value_t = 10_000, value_parser = cli::parse_millis)]
     pub redis_grace_ms: u64,
 
     /// Durable destinations (repeatable; concrete or wildcard, e.g.
@@ -155,7 +155,7 @@ pub struct ClusterConfig {
 
     /// Age past which history messages are dropped (and after which a
     /// silent destination's history disappears); at most one day.
-    #[arg(long, env = "GATEWAY_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64)]
+    #[arg(long, env = "GATEWAY_HISTORY_TTL_MS", default_value_t = broker_bridge::history::DEFAULT_TTL.as_millis() as u64, value_parser = cli::parse_millis)]
     pub history_ttl_ms: u64,
 }
 
@@ -166,7 +166,7 @@ pub struct ResumeConfig {
     /// How long after a connection ends its session can still be resumed
     /// (its subscriptions and missed messages restored; docs/resume.md).
     /// 0 turns resume off: no `resume-token` is issued.
-    #[arg(long, env = "GATEWAY_RESUME_WINDOW_MS", default_value_t = 120_000)]
+    #[arg(long, env = "GATEWAY_RESUME_WINDOW_MS", default_value_t = 120_000, value_parser = cli::parse_millis)]
     pub resume_window_ms: u64,
 
     /// HMAC key that signs resume tokens; every node of a cluster needs the
@@ -231,13 +231,13 @@ pub struct FleetConfig {
     pub rebalance_rate: f64,
 
     /// How often a node above its share sheds, in ms.
-    #[arg(long, env = "GATEWAY_REBALANCE_INTERVAL_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_REBALANCE_INTERVAL_MS", default_value_t = 10_000, value_parser = cli::parse_millis)]
     pub rebalance_interval_ms: u64,
 
     /// How often each node reports its load to the fleet view in Redis, in
     /// ms. A report lives 3 intervals; a node whose last successful report
     /// is older than that holds its shedding.
-    #[arg(long, env = "GATEWAY_FLEET_REPORT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "GATEWAY_FLEET_REPORT_MS", default_value_t = 5_000, value_parser = cli::parse_millis)]
     pub fleet_report_ms: u64,
 }
 
@@ -257,12 +257,12 @@ pub struct SessionConfig {
     /// Shortest interval, in ms, at which the server offers to send
     /// heart-beats (the `sx` of CONNECTED's heart-beat); 0 disables. The
     /// default keeps connections alive through a 60 s load-balancer idle timeout.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_SEND_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_HEARTBEAT_SEND_MS", default_value_t = 10_000, value_parser = cli::parse_millis)]
     pub heartbeat_send_ms: u64,
 
     /// Interval, in ms, at which the server asks clients to send heart-beats
     /// (the `sy` of CONNECTED's heart-beat); 0 disables.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_RECV_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_HEARTBEAT_RECV_MS", default_value_t = 10_000, value_parser = cli::parse_millis)]
     pub heartbeat_recv_ms: u64,
 
     /// Maximum STOMP frame size (command, headers and body), in bytes.
@@ -307,11 +307,11 @@ pub struct ConnectionConfig {
     /// When a client negotiated no server heart-beats, send a WebSocket ping
     /// after this many ms without output, so load balancers keep the
     /// connection open; 0 disables.
-    #[arg(long, env = "GATEWAY_KEEPALIVE_PING_MS", default_value_t = 25_000)]
+    #[arg(long, env = "GATEWAY_KEEPALIVE_PING_MS", default_value_t = 25_000, value_parser = cli::parse_millis)]
     pub keepalive_ping_ms: u64,
 
     /// Time allowed between the WebSocket upgrade and the CONNECT frame.
-    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 10_000, value_parser = cli::parse_millis)]
     pub connect_timeout_ms: u64,
 
     /// Messages queued for one connection before it counts as a slow consumer.
@@ -340,13 +340,13 @@ pub struct DrainConfig {
     /// On SIGTERM/SIGINT: how long to keep serving, with `/readyz` failing,
     /// before closing connections (so the load balancer deregisters the node
     /// first). Keep it above the load balancer's health-check detection time.
-    #[arg(long, env = "GATEWAY_DRAIN_DELAY_MS", default_value_t = 15_000)]
+    #[arg(long, env = "GATEWAY_DRAIN_DELAY_MS", default_value_t = 15_000, value_parser = cli::parse_millis)]
     pub drain_delay_ms: u64,
 
     /// Then close connections spread evenly over this window, so clients do
     /// not all reconnect elsewhere at once. The load balancer's deregistration
     /// delay must be at least drain delay + drain window.
-    #[arg(long, env = "GATEWAY_DRAIN_WINDOW_MS", default_value_t = 30_000)]
+    #[arg(long, env = "GATEWAY_DRAIN_WINDOW_MS", default_value_t = 30_000, value_parser = cli::parse_millis)]
     pub drain_window_ms: u64,
 }
 
@@ -457,7 +457,7 @@ pub struct TlsConfig {
 
     /// How often to check the certificate files for changes, in ms (SIGHUP
     /// also reloads them); 0 = only on SIGHUP.
-    #[arg(long, env = "GATEWAY_TLS_RELOAD_MS", default_value_t = 30_000)]
+    #[arg(long, env = "GATEWAY_TLS_RELOAD_MS", default_value_t = 30_000, value_parser = cli::parse_millis)]
     pub tls_reload_ms: u64,
 }
 

@@ -2,21 +2,32 @@
 //! reload the TLS certificate on SIGHUP.
 
 use anyhow::Context;
-use gateway::{config::LogFormat, drain, Config, Gateway};
+use gateway::{
+    config::{ConfigError, LogFormat},
+    drain, Config, Gateway,
+};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
+fn main() {
+    let config = match Config::load() {
+        Ok(config) => config,
+        // --help and --version on stdout with status 0, usage errors with 2.
+        Err(ConfigError::Args(e)) => e.exit(),
+        Err(e) => cli::usage_error(e),
+    };
     init_logging(&config);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?
-        .block_on(serve(config))
+    cli::run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(serve(config))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    });
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -35,8 +35,9 @@ struct Args {
     /// A token sent as the CONNECT passcode (JWT authentication).
     #[arg(long, global = true)]
     token: Option<String>,
-    /// How long the load runs once connections are open, in seconds.
-    #[arg(long, global = true, default_value_t = 10.0)]
+    /// How long the load runs once connections are open: seconds, or
+    /// `30s`, `2m`, `500ms`.
+    #[arg(long, global = true, default_value_t = 10.0, value_parser = cli::parse_seconds)]
     duration: f64,
     /// New connections per second while connecting.
     #[arg(long, global = true, default_value_t = 2000.0)]
@@ -117,7 +118,7 @@ enum Scenario {
         zipf: f64,
         /// Mean seconds between two messages of one user (exponentially
         /// distributed): users × (1 / think time) messages per second.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = cli::parse_seconds)]
         think_time: f64,
         /// Users disconnected and reconnected per second.
         #[arg(long, default_value_t = 10.0)]
@@ -163,17 +164,22 @@ enum Scenario {
         /// Process id of the first node, killed with SIGKILL.
         #[arg(long)]
         kill_pid: Option<u32>,
-        /// Seconds after publishing starts to kill it.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds after publishing starts to kill it (or `3s`, `500ms`).
+        #[arg(long, default_value_t = 3.0, value_parser = cli::parse_seconds)]
         kill_after: f64,
-        /// A reconnecting client first waits a random delay up to this.
-        #[arg(long, default_value_t = 1000)]
+        /// A reconnecting client first waits a random delay up to this
+        /// (milliseconds, or `1s`).
+        #[arg(long, default_value_t = 1000, value_parser = cli::parse_millis)]
         reconnect_jitter_ms: u64,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
+    cli::run(|| run(args).map_err(|e| anyhow::anyhow!("{e:#}")));
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let mut target = Target::parse(&args.url).map_err(anyhow::Error::msg)?;
     target.login = args.login.clone().zip(args.passcode.clone());
     target.token = args.token.clone();
