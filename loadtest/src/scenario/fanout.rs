@@ -11,7 +11,7 @@ use std::{
 use stomp::{Command, Frame};
 use tokio::time::{sleep_until, Instant};
 
-use super::{Common, Live};
+use super::{Common, Live, OpenLoop};
 use crate::{
     client::{Client, Incoming},
     report::{rss_kib, Connections, Report},
@@ -165,45 +165,18 @@ pub async fn run(config: FanoutConfig) -> Report {
     let body = "x".repeat(config.size);
     let mut publishers = Vec::new();
     for p in 0..config.publishers {
-        let (target, source) = (common.target.clone(), common.source(config.subscribers + p));
-        let (live, body) = (live.clone(), body.clone());
-        let (prefix, topics) = (config.destination_prefix.clone(), config.topics.max(1));
-        publishers.push(tokio::spawn(async move {
-            let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
-            let mut client = match Client::connect(&target, source).await {
-                Ok(c) => c,
-                Err(e) => {
-                    live.fail(format!("publisher_{}", e.cause()));
-                    return sent;
-                }
-            };
-            let spacing = Duration::from_secs_f64(1.0 / per_publisher.max(0.001));
-            for k in 0u64.. {
-                let due = publish_start + spacing.mul_f64(k as f64);
-                if due >= publish_end {
-                    break;
-                }
-                if due > Instant::now() {
-                    sleep_until(due).await;
-                }
-                let topic = ((p as u64 + k) % topics as u64) as u32;
-                let seq = sent.entry((p as u32, topic)).or_default();
-                let scheduled = due.into_std().duration_since(live.epoch).as_micros() as u64;
-                let frame = Frame::new(Command::Send)
-                    .with_header("destination", format!("{prefix}{topic}"))
-                    .with_header(stats::PUBLISHER, p.to_string())
-                    .with_header(stats::SEQUENCE, seq.to_string())
-                    .with_header(stats::SCHEDULED_US, scheduled.to_string())
-                    .with_body(body.clone());
-                if let Err(e) = client.send(&frame).await {
-                    live.fail(format!("publisher_{}", e.cause()));
-                    break;
-                }
-                *seq += 1;
-                live.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            sent
-        }));
+        let publisher = OpenLoop {
+            publisher: p as u32,
+            target: common.target.clone(),
+            source: common.source(config.subscribers + p),
+            rate: per_publisher,
+            start: publish_start,
+            end: publish_end,
+            prefix: config.destination_prefix.clone(),
+            topics: config.topics,
+            body: body.clone(),
+        };
+        publishers.push(tokio::spawn(publisher.run(live.clone())));
     }
     let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
     for p in publishers {

@@ -17,7 +17,13 @@ use std::{
 
 use hdrhistogram::Histogram;
 
-use crate::{client::Target, stats::latency_histogram};
+use stomp::{Command, Frame};
+use tokio::time::{sleep_until, Instant as TokioInstant};
+
+use crate::{
+    client::{Client, Target},
+    stats::{self, latency_histogram},
+};
 
 /// Settings common to every scenario.
 #[derive(Debug, Clone)]
@@ -167,4 +173,65 @@ pub struct Sample {
     pub sent_per_s: u64,
     pub delivered_per_s: u64,
     pub p99_ms: f64,
+}
+
+/// One open-loop publisher: message k is due at `start + k / rate`,
+/// whatever happened to message k-1, so a server that falls behind shows
+/// as latency rather than as a slower publisher.
+pub struct OpenLoop {
+    /// The publisher's number (its `x-lt-p`).
+    pub publisher: u32,
+    pub target: Target,
+    pub source: Option<IpAddr>,
+    /// Messages per second of this publisher.
+    pub rate: f64,
+    pub start: TokioInstant,
+    pub end: TokioInstant,
+    /// Destinations are `<prefix><topic>`, topics taken round robin.
+    pub prefix: String,
+    pub topics: usize,
+    pub body: String,
+}
+
+impl OpenLoop {
+    /// Publishes until `end`; returns how many messages went to each
+    /// (publisher, topic) stream.
+    pub async fn run(self, live: Arc<Live>) -> std::collections::HashMap<(u32, u32), u64> {
+        let p = self.publisher;
+        let mut sent = std::collections::HashMap::new();
+        let mut client = match Client::connect(&self.target, self.source).await {
+            Ok(c) => c,
+            Err(e) => {
+                live.fail(format!("publisher_{}", e.cause()));
+                return sent;
+            }
+        };
+        let spacing = Duration::from_secs_f64(1.0 / self.rate.max(0.001));
+        let topics = self.topics.max(1) as u64;
+        for k in 0u64.. {
+            let due = self.start + spacing.mul_f64(k as f64);
+            if due >= self.end {
+                break;
+            }
+            if due > TokioInstant::now() {
+                sleep_until(due).await;
+            }
+            let topic = ((u64::from(p) + k) % topics) as u32;
+            let seq = sent.entry((p, topic)).or_default();
+            let scheduled = due.into_std().duration_since(live.epoch).as_micros() as u64;
+            let frame = Frame::new(Command::Send)
+                .with_header("destination", format!("{}{topic}", self.prefix))
+                .with_header(stats::PUBLISHER, p.to_string())
+                .with_header(stats::SEQUENCE, seq.to_string())
+                .with_header(stats::SCHEDULED_US, scheduled.to_string())
+                .with_body(self.body.clone());
+            if let Err(e) = client.send(&frame).await {
+                live.fail(format!("publisher_{}", e.cause()));
+                break;
+            }
+            *seq += 1;
+            live.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
 }
