@@ -1,7 +1,9 @@
 # Production: one VPC, one ALB, gateway and api Auto Scaling groups,
-# ElastiCache Redis, RDS PostgreSQL, the static front end and the alarms.
+# ElastiCache Redis, RDS PostgreSQL, the static front end, the container
+# image repositories and the alarms.
 #
 #   network -> static -> edge -> data -> observability -> compute
+#              static -> registry
 #
 # The gateway's timing (heart-beat, drain delay/window) is given once, in
 # variables.tf, and flows both to the ALB (edge: idle timeout, deregistration
@@ -30,6 +32,16 @@ module "static" {
   name                 = var.name
   frontend_domain_name = var.frontend_domain_name
   route53_zone_id      = var.route53_zone_id
+}
+
+# ECR repositories of the container images (the Dockerfile's targets), which
+# the deploy workflow pushes after each apply. Encrypted with the release
+# artifacts' key, like the binaries the nodes run.
+module "registry" {
+  source = "../../modules/registry"
+
+  name        = var.name
+  kms_key_arn = module.static.kms_key_arn
 }
 
 module "edge" {

@@ -61,6 +61,11 @@ output "artifacts_bucket" {
   value       = module.static.artifacts_bucket
 }
 
+output "image_repository_urls" {
+  description = "ECR repository URL of each container image (gateway, api); the deploy workflow pushes <url>:<commit SHA>."
+  value       = module.registry.repository_urls
+}
+
 output "frontend_bucket" {
   description = "Bucket the front end is uploaded to."
   value       = module.static.frontend_bucket
