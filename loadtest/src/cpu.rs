@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// CPU seconds per message, for the tool and (with `--server-pid`) the server.
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct CpuFigures {
     pub loadtest_cpu_s: f64,
     /// Microseconds of the load generator's CPU per message it received.

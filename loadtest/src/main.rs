@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use loadtest::{
     client::Target,
     limits,
-    scenario::{chat, connect, fanout, storm, Common},
+    scenario::{chat, connect, fanout, storm, Common, Progress},
+    workers,
 };
 
 #[global_allocator]
@@ -19,7 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
 struct Args {
-    /// WebSocket URL of the server (ws:// only).
+    /// WebSocket URL of the server (ws:// only); with --workers, several
+    /// comma-separated URLs (one per node) are shared out among the
+    /// workers.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// STOMP login (sent with --passcode in CONNECT).
@@ -59,6 +62,15 @@ struct Args {
     /// No live progress line.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Spread the run over this many processes (connect and fanout), each
+    /// under the per-process open-file limit, and merge their figures into
+    /// one report. With several comma-separated --url values, worker i
+    /// drives URL i modulo their number.
+    #[arg(long, global = true, default_value_t = 1)]
+    workers: usize,
+    /// Internal: this process is worker I of --workers.
+    #[arg(long, global = true, hide = true)]
+    worker: Option<usize>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -179,8 +191,26 @@ fn main() {
     cli::run(|| run(args).map_err(|e| anyhow::anyhow!("{e:#}")));
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let mut target = Target::parse(&args.url).map_err(anyhow::Error::msg)?;
+fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.workers > 1 && args.worker.is_none() {
+        if !matches!(
+            args.scenario,
+            Scenario::Connect { .. } | Scenario::Fanout { .. }
+        ) {
+            anyhow::bail!("--workers spreads the connect and fanout scenarios only");
+        }
+        let report =
+            workers::drive(&worker_args(), args.workers, args.quiet).map_err(anyhow::Error::msg)?;
+        print!("{}", report.table());
+        return output(&report, args.plot.as_deref(), args.json.as_deref());
+    }
+    let (index, count) = (args.worker.unwrap_or(0), args.workers.max(1));
+    let urls: Vec<&str> = args.url.split(',').collect();
+    if urls.len() > 1 && args.worker.is_none() {
+        anyhow::bail!("several --url values need --workers");
+    }
+    let mut target = Target::parse(urls[index % urls.len()]).map_err(anyhow::Error::msg)?;
+    let index_offset = scale_to_worker(&mut args.scenario, index, count);
     target.login = args.login.clone().zip(args.passcode.clone());
     target.token = args.token.clone();
     target.stomp_host = args.stomp_host.clone();
@@ -212,8 +242,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.duration),
         connect_rate: args.connect_rate,
         source_ips,
-        progress: !args.quiet,
+        progress: match (args.worker, args.quiet) {
+            (Some(_), _) => Progress::Worker,
+            (None, true) => Progress::Off,
+            (None, false) => Progress::Line,
+        },
         server_pid: args.server_pid,
+        index_offset,
+        worker: args.worker.is_some(),
     };
     // The storm's fleet: every node as the target is, at its own address.
     let storm_nodes = match &args.scenario {
@@ -323,14 +359,81 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
+    if args.worker.is_some() {
+        // The parent prints; a worker only writes its report.
+        return output(&report, None, args.json.as_deref());
+    }
     print!("{}", report.table());
-    if let Some(path) = args.plot {
-        std::fs::write(&path, loadtest::plot::svg(&report))
+    output(&report, args.plot.as_deref(), args.json.as_deref())
+}
+
+/// Writes the plot and the JSON report, when asked for.
+fn output(
+    report: &loadtest::report::Report,
+    plot: Option<&std::path::Path>,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = plot {
+        std::fs::write(path, loadtest::plot::svg(report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(path) = json {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// This command line for a worker: without the flags the parent handles
+/// (`--workers`, `--json`, `--plot`, `--quiet`), which it sets itself.
+fn worker_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let name = arg.split('=').next().unwrap_or_default();
+        match name {
+            "--quiet" => {}
+            "--workers" | "--json" | "--plot" => {
+                if !arg.contains('=') {
+                    args.next();
+                }
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+/// Cuts the scenario down to worker `index`'s share of `count`; returns
+/// where its connections start in the whole run's numbering.
+fn scale_to_worker(scenario: &mut Scenario, index: usize, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    match scenario {
+        Scenario::Connect { connections, .. } => {
+            let (mine, offset) = workers::share(*connections, index, count);
+            *connections = mine;
+            offset
+        }
+        Scenario::Fanout {
+            subscribers,
+            publishers,
+            rate,
+            destination_prefix,
+            ..
+        } => {
+            let (subs, offset) = workers::share(*subscribers, index, count);
+            let (pubs, pub_offset) = workers::share(*publishers, index, count);
+            // Each worker publishes on topics of its own: the loss of a
+            // stream is judged where all its subscribers and its publisher
+            // are.
+            *rate *= pubs as f64 / (*publishers).max(1) as f64;
+            *subscribers = subs;
+            *publishers = pubs;
+            destination_prefix.push_str(&format!("w{index}."));
+            offset + pub_offset
+        }
+        _ => 0,
+    }
 }

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use hdrhistogram::Histogram;
 
 use crate::stats::{Deliveries, Percentiles};
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Connections {
     pub attempted: u64,
     pub opened: u64,
@@ -17,7 +17,7 @@ pub struct Connections {
     pub connect_latency: Percentiles,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
     pub url: String,
@@ -42,6 +42,33 @@ pub struct Report {
     pub cpu: Option<crate::cpu::CpuFigures>,
     /// Reconnect figures of the storm scenario.
     pub storm: Option<crate::scenario::storm::StormFigures>,
+    /// A worker's histograms, for the parent to merge (`--workers`); not in
+    /// a merged or single-process report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawHistograms>,
+}
+
+/// Histograms as (value µs, count) pairs of their recorded buckets: what
+/// percentiles of several processes are computed from.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct RawHistograms {
+    pub connect: Vec<(u64, u64)>,
+    pub delivery: Vec<(u64, u64)>,
+}
+
+impl RawHistograms {
+    pub fn dump(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// Adds `pairs` into `h`.
+    pub fn load(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
+        for &(value, count) in pairs {
+            let _ = h.record_n(value.max(1), count);
+        }
+    }
 }
 
 impl Report {

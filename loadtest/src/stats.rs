@@ -127,7 +127,7 @@ impl Observed {
 }
 
 /// Delivery totals over all subscribers.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Deliveries {
     pub expected: u64,
     pub received: u64,
@@ -163,7 +163,7 @@ pub fn tally(
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_ms: f64,

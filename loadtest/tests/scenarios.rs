@@ -10,7 +10,7 @@ use std::{
 use bytes::{Buf, BytesMut};
 use loadtest::{
     client::Target,
-    scenario::{chat, connect, fanout, Common},
+    scenario::{chat, connect, fanout, Common, Progress},
 };
 use stomp::{Command, Decoder, Frame, Item, Version};
 use tokio::{
@@ -25,8 +25,10 @@ fn common(url: &str, seconds: f64) -> Common {
         duration: Duration::from_secs_f64(seconds),
         connect_rate: 5000.0,
         source_ips: 1,
-        progress: false,
+        progress: Progress::Off,
         server_pid: None,
+        index_offset: 0,
+        worker: false,
     }
 }
 
@@ -301,4 +303,66 @@ async fn drops_repeats_and_reordering_are_detected() {
     assert_eq!(d.out_of_order, 3 * reordered, "{d:?}");
     assert_eq!(d.expected, 3 * sent);
     assert_eq!(d.received + d.lost, d.expected);
+}
+
+/// `--workers`: the binary spreads a fanout run over two processes and
+/// prints one merged report: counts added up, percentiles from the merged
+/// histograms, no loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_spread_a_run_over_processes_and_merge_one_report() {
+    let url = gateway().await;
+    let json = std::env::temp_dir().join(format!("loadtest-workers-{}.json", std::process::id()));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "--url",
+            &url,
+            "--duration",
+            "2s",
+            "--workers",
+            "2",
+            "--quiet",
+            "--json",
+        ])
+        .arg(&json)
+        .args([
+            "fanout",
+            "--subscribers",
+            "40",
+            "--topics",
+            "4",
+            "--publishers",
+            "2",
+            "--rate",
+            "200",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("42 opened / 42 attempted"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let deliveries = &report["deliveries"];
+    assert_eq!(deliveries["lost"], 0, "{report}");
+    assert_eq!(deliveries["duplicates"], 0);
+    // 200/s for 2 s, shared by both workers' publishers; each worker has
+    // its own 4 topics with 5 of its 20 subscribers each.
+    let published = report["published"].as_u64().unwrap();
+    assert!((350..=450).contains(&published), "{published}");
+    assert_eq!(deliveries["expected"].as_u64().unwrap(), published * 5);
+    assert_eq!(
+        report["delivery_latency"]["count"].as_u64().unwrap(),
+        deliveries["received"].as_u64().unwrap(),
+        "percentiles over every worker's deliveries"
+    );
+    assert!(
+        report.get("raw").is_none(),
+        "no raw histograms in the merged report"
+    );
 }

@@ -52,7 +52,7 @@ pub struct ChatConfig {
 }
 
 /// Figures only the chat scenario has.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct ChatFigures {
     pub users: u64,
     pub rooms: u64,
@@ -322,6 +322,7 @@ pub async fn run(config: ChatConfig) -> Report {
         chat: Some(figures),
         cpu: Some(cpu),
         storm: None,
+        raw: None,
     }
 }
 

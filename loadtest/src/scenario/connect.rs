@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 use super::{Common, Live};
 use crate::{
     client::{Client, Received},
-    report::{rss_kib, Connections, Report},
+    report::{rss_kib, Connections, RawHistograms, Report},
     stats::{latency_histogram, Percentiles},
 };
 
@@ -99,6 +99,10 @@ pub async fn run(config: ConnectConfig) -> Report {
         (Some(b), Some(a)) if held > 0 => Some((a.saturating_sub(b) * 1024) as f64 / held as f64),
         _ => None,
     };
+    let raw = common.worker.then(|| RawHistograms {
+        connect: RawHistograms::dump(&latency.lock().unwrap()),
+        delivery: Vec::new(),
+    });
     let connect_latency = Percentiles::of(&latency.lock().unwrap());
     let failed = live.failures();
     Report {
@@ -117,6 +121,7 @@ pub async fn run(config: ConnectConfig) -> Report {
         server_rss_bytes_per_connection: per_connection,
         chat: None,
         cpu: None,
+        raw,
         ..Report::default()
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::{Common, Live, OpenLoop};
 use crate::{
     client::{Client, Incoming},
-    report::{rss_kib, Connections, Report},
+    report::{rss_kib, Connections, RawHistograms, Report},
     stats::{self, latency_histogram, tally, Observed, PendingLatencies, Percentiles},
 };
 
@@ -200,6 +200,10 @@ pub async fn run(config: FanoutConfig) -> Report {
     sampler.abort();
     let deliveries = tally(&observed, &topics, &sent);
     let latency = run_latency.lock().unwrap().clone();
+    let raw = common.worker.then(|| RawHistograms {
+        connect: RawHistograms::dump(&connect_latency.lock().unwrap()),
+        delivery: RawHistograms::dump(&latency),
+    });
     let connect_latency = Percentiles::of(&connect_latency.lock().unwrap());
     let failed = live.failures();
     let publishers_failed = failed
@@ -231,6 +235,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         chat: None,
         cpu: Some(cpu),
         storm: None,
+        raw,
     }
 }
 

@@ -35,10 +35,17 @@ pub struct Common {
     pub connect_rate: f64,
     /// Loopback source addresses to spread connections over (127.0.0.1..).
     pub source_ips: usize,
-    /// Print a progress line every second.
-    pub progress: bool,
+    /// The progress line printed every second.
+    pub progress: Progress,
     /// The server's pid, to report its RSS.
     pub server_pid: Option<u32>,
+    /// Where this process's connections start in the whole run's
+    /// numbering (`--workers`: each worker has its share), so source
+    /// addresses keep spreading across processes.
+    pub index_offset: usize,
+    /// This process is a worker of `--workers`: the report carries its raw
+    /// histograms for the parent to merge.
+    pub worker: bool,
 }
 
 impl Common {
@@ -47,9 +54,21 @@ impl Common {
         if self.source_ips <= 1 || !self.target.addr.ip().is_loopback() {
             return None;
         }
-        let n = (i % self.source_ips) as u32 + 1;
+        let n = ((self.index_offset + i) % self.source_ips) as u32 + 1;
         Some(IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + n)))
     }
+}
+
+/// What is printed every second while a run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing (`--quiet`).
+    Off,
+    /// A line for people, on stderr.
+    Line,
+    /// A `progress <s> <connections> <sent/s> <delivered/s> <p99 ms>` line
+    /// on stdout, for the parent of `--workers` to add up.
+    Worker,
 }
 
 /// Live counters shared by a run's tasks and its progress line.
@@ -118,7 +137,7 @@ impl Live {
     /// Samples the counters once a second into `samples` (the report's
     /// timeline) and, when `print`, writes the progress line. Stop it by
     /// aborting the handle.
-    pub fn spawn_sampler(self: &Arc<Live>, print: bool) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_sampler(self: &Arc<Live>, progress: Progress) -> tokio::task::JoinHandle<()> {
         let live = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -141,11 +160,17 @@ impl Live {
                     delivered_per_s: r - received,
                     p99_ms: p99,
                 };
-                if print {
-                    eprintln!(
-                        "[{:>5.0}s] connections {:>7} | sent {:>8}/s | delivered {:>9}/s | p99 {:>8.2} ms",
-                        sample.t_s, sample.connections, sample.sent_per_s, sample.delivered_per_s, p99
-                    );
+                match progress {
+                    Progress::Off => {}
+                    Progress::Line => eprintln!("{}", sample.line()),
+                    Progress::Worker => println!(
+                        "progress {:.0} {} {} {} {}",
+                        sample.t_s,
+                        sample.connections,
+                        sample.sent_per_s,
+                        sample.delivered_per_s,
+                        p99
+                    ),
                 }
                 live.samples
                     .lock()
@@ -165,8 +190,18 @@ impl Live {
     }
 }
 
+impl Sample {
+    /// The progress line people read.
+    pub fn line(&self) -> String {
+        format!(
+            "[{:>5.0}s] connections {:>7} | sent {:>8}/s | delivered {:>9}/s | p99 {:>8.2} ms",
+            self.t_s, self.connections, self.sent_per_s, self.delivered_per_s, self.p99_ms
+        )
+    }
+}
+
 /// One second of a run, for the report's timeline and plot.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub t_s: f64,
     pub connections: u64,

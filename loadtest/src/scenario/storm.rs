@@ -60,7 +60,7 @@ pub struct StormConfig {
 }
 
 /// What the storm did.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct StormFigures {
     pub nodes: u64,
     pub clients_on_killed_node: u64,
