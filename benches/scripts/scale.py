@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Many connections over a cluster on one host: N gateway nodes on one Redis.
+
+Starts a redis-server and N gateway nodes (release builds) on loopback,
+then `loadtest --workers N connect` with one worker per node (each under the
+per-process open-file limit), every connection subscribed to one of a few
+rooms, and holds them. Reports per node: connections, RSS and RSS per
+connection, CPU per second while the connections sit idle; and the
+kernel's TCP memory (/proc/net/sockstat) and Redis's command count.
+
+Usage: scale.py [--nodes 6] [--per-node 17000] [--hold 20s]
+Build first: cargo build --release -p gateway -p loadtest
+Sizes are arguments, so the same command runs at 250k+ per node on a host
+with raised limits (LimitNOFILE, fs.nr_open, net.ipv4.ip_local_port_range).
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def tcp_mem_mib():
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("mem") + 1]) * PAGE / 2**20
+    return 0.0
+
+
+def parse_seconds(text):
+    for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=6)
+    ap.add_argument("--per-node", type=int, default=17000)
+    ap.add_argument("--hold", default="20s", help="how long the connections stay open")
+    ap.add_argument("--connect-rate", type=int, default=2000)
+    args = ap.parse_args()
+    gateway = os.path.join(ROOT, "target/release/gateway")
+    loadtest = os.path.join(ROOT, "target/release/loadtest")
+    procs = []
+    try:
+        redis_port = free_port()
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(redis_port)
+        nodes = []
+        for i in range(args.nodes):
+            port = free_port()
+            proc = subprocess.Popen(
+                [gateway, "--listen", f"127.0.0.1:{port}", "--node-id", f"n{i}",
+                 "--redis-url", f"redis://127.0.0.1:{redis_port}", "--log", "warn",
+                 "--max-frame-rate", "0", "--rebalance", "false"],
+                stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            nodes.append((port, proc))
+        for port, _ in nodes:
+            wait_port(port)
+        time.sleep(1)
+        base_rss = [rss_kib(p.pid) for _, p in nodes]
+        tcp_before = tcp_mem_mib()
+        total = args.nodes * args.per_node
+        hold = parse_seconds(args.hold)
+        urls = ",".join(f"ws://127.0.0.1:{port}/ws" for port, _ in nodes)
+        connect_s = total / args.connect_rate / args.nodes
+        loadtest_run = subprocess.Popen(
+            [loadtest, "--url", urls, "--workers", str(args.nodes),
+             "--connect-rate", str(args.connect_rate), "--duration", f"{hold}s",
+             "connect", "--connections", str(total), "--subscribe", "/topic/scale.room"],
+            stdout=subprocess.PIPE, text=True)
+        # Sample the idle CPU in the middle of the hold, once every node has
+        # its connections.
+        time.sleep(connect_s + 2 + hold / 4)
+        cpu_a = [cpu_s(p.pid) for _, p in nodes]
+        t_a = time.monotonic()
+        time.sleep(hold / 2)
+        cpu_b = [cpu_s(p.pid) for _, p in nodes]
+        idle_s = time.monotonic() - t_a
+        rss = [rss_kib(p.pid) for _, p in nodes]
+        tcp_during = tcp_mem_mib()
+        out, _ = loadtest_run.communicate(timeout=connect_s + hold + 300)
+        print(out)
+        redis_info = subprocess.run(["redis-cli", "-p", str(redis_port), "INFO", "stats"],
+                                    capture_output=True, text=True).stdout
+        commands = next((l.split(":")[1].strip() for l in redis_info.splitlines()
+                         if l.startswith("total_commands_processed")), "?")
+        print(f"{args.nodes} nodes x {args.per_node} = {total} connections, one room each node "
+              f"subscribes to once in Redis")
+        print("| node | RSS before → with connections | per connection | idle CPU |")
+        print("|---|---|---|---|")
+        for i in range(args.nodes):
+            per = (rss[i] - base_rss[i]) * 1024 / args.per_node
+            cpu = (cpu_b[i] - cpu_a[i]) / idle_s * 100
+            print(f"| n{i} | {base_rss[i] / 1024:.1f} → {rss[i] / 1024:.1f} MiB | {per:,.0f} B "
+                  f"| {cpu:.2f} % of a core |")
+        print(f"kernel TCP memory: {tcp_before:.0f} → {tcp_during:.0f} MiB "
+              f"({(tcp_during - tcp_before) * 2**20 / total:,.0f} B per connection, both ends)")
+        print(f"redis commands processed: {commands}")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    main()
