@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--per-node", type=int, default=17000)
     ap.add_argument("--hold", default="20s", help="how long the connections stay open")
     ap.add_argument("--connect-rate", type=int, default=2000)
+    ap.add_argument("--heart-beat-ms", type=int, default=10000,
+                    help="server heart-beats every connection asks for (0: none)")
     args = ap.parse_args()
     gateway = os.path.join(ROOT, "target/release/gateway")
     loadtest = os.path.join(ROOT, "target/release/loadtest")
@@ -112,6 +114,7 @@ def main():
         loadtest_run = subprocess.Popen(
             [loadtest, "--url", urls, "--workers", str(args.nodes),
              "--connect-rate", str(args.connect_rate), "--duration", f"{hold}s",
+             "--heart-beat", f"0,{args.heart_beat_ms}",
              "connect", "--connections", str(total), "--subscribe", "/topic/scale.room"],
             stdout=subprocess.PIPE, text=True)
         # Sample the idle CPU in the middle of the hold, once every node has
@@ -131,7 +134,7 @@ def main():
         commands = next((l.split(":")[1].strip() for l in redis_info.splitlines()
                          if l.startswith("total_commands_processed")), "?")
         print(f"{args.nodes} nodes x {args.per_node} = {total} connections, one room each node "
-              f"subscribes to once in Redis")
+              f"subscribes to once in Redis, server heart-beats every {args.heart_beat_ms} ms")
         print("| node | RSS before → with connections | per connection | idle CPU |")
         print("|---|---|---|---|")
         for i in range(args.nodes):

@@ -66,6 +66,8 @@ pub struct Target {
     /// The CONNECT `host` header (RabbitMQ reads it as the virtual host);
     /// the URL's authority when `None`.
     pub stomp_host: Option<String>,
+    /// The CONNECT `heart-beat` header (`0,0`: none).
+    pub heart_beat: String,
 }
 
 impl Target {
@@ -90,6 +92,7 @@ impl Target {
             login: None,
             token: None,
             stomp_host: None,
+            heart_beat: "0,0".to_string(),
         })
     }
 }
@@ -171,7 +174,7 @@ impl Client {
         let mut connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.2")
             .with_header("host", target.stomp_host.as_deref().unwrap_or(&target.host))
-            .with_header("heart-beat", "0,0");
+            .with_header("heart-beat", target.heart_beat.as_str());
         if let Some((login, passcode)) = &target.login {
             connect = connect
                 .with_header("login", login.as_str())

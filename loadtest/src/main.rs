@@ -35,6 +35,12 @@ struct Args {
     /// default: the URL's host:port.
     #[arg(long, global = true)]
     stomp_host: Option<String>,
+    /// The CONNECT `heart-beat` header, `<cx>,<cy>` in ms: `0,10000` asks
+    /// the server for a heart-beat every 10 s on every connection (idle
+    /// cost of timers). Only the connect scenario reads them; it never
+    /// sends any, so keep cx at 0.
+    #[arg(long, global = true, default_value = "0,0")]
+    heart_beat: String,
     /// A token sent as the CONNECT passcode (JWT authentication).
     #[arg(long, global = true)]
     token: Option<String>,
@@ -214,6 +220,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
     target.login = args.login.clone().zip(args.passcode.clone());
     target.token = args.token.clone();
     target.stomp_host = args.stomp_host.clone();
+    target.heart_beat = args.heart_beat.clone();
     let connections = match &args.scenario {
         Scenario::Connect { connections, .. } => *connections,
         Scenario::Fanout {
