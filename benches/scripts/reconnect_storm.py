@@ -16,35 +16,20 @@ Build first: cargo build --release -p gateway -p loadtest
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(__file__))
+from localhost import free_port, start_redis, stop_all, wait_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # Commands a recovering client costs Redis: the claim of its parked session
 # (GETDEL) and the replay pipeline of its resume-from (XRANGE, XREVRANGE,
 # XLEN, TIME).
 RECOVERY_COMMANDS = ("getdel", "xrange", "xrevrange", "xlen", "time")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port}")
 
 
 def wait_ready(port, timeout=10.0):
@@ -97,12 +82,7 @@ def main():
 
     procs = []
     try:
-        redis_port = free_port()
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(redis_port, "redis-server")
+        redis_port = start_redis(procs)
         keep = ["--history" if args.history else "--durable", "/topic/storm.*"]
         env = dict(os.environ, GATEWAY_RESUME_KEY="reconnect storm bench key")
         ports, gateways = [], []
@@ -150,11 +130,7 @@ def main():
         print(f"recovery commands ({', '.join(RECOVERY_COMMANDS)}) per client back: "
               f"{recovery / back:.1f} ({recovery} for {storm['back']} clients)")
     finally:
-        # Gateways first: they park their sessions in Redis on the way out.
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

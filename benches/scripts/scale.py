@@ -16,31 +16,16 @@ with raised limits (LimitNOFILE, fs.nr_open, net.ipv4.ip_local_port_range).
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
+from localhost import free_port, start_redis, stop_all, wait_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def rss_kib(pid):
@@ -86,12 +71,7 @@ def main():
     loadtest = os.path.join(ROOT, "target/release/loadtest")
     procs = []
     try:
-        redis_port = free_port()
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(redis_port)
+        redis_port = start_redis(procs)
         nodes = []
         for i in range(args.nodes):
             port = free_port()
@@ -103,7 +83,7 @@ def main():
             procs.append(proc)
             nodes.append((port, proc))
         for port, _ in nodes:
-            wait_port(port)
+            wait_port(port, "gateway")
         time.sleep(1)
         base_rss = [rss_kib(p.pid) for _, p in nodes]
         tcp_before = tcp_mem_mib()
@@ -146,10 +126,7 @@ def main():
               f"({(tcp_during - tcp_before) * 2**20 / total:,.0f} B per connection, both ends)")
         print(f"redis commands processed: {commands}")
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
 
 
 if __name__ == "__main__":
