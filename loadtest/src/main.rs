@@ -20,9 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
 struct Args {
-    /// WebSocket URL of the server (ws:// only); with --workers, several
-    /// comma-separated URLs (one per node) are shared out among the
-    /// workers.
+    /// WebSocket URL of the server (ws:// only). Several comma-separated
+    /// URLs (one per node; connect and fanout): connections go to them in
+    /// turn, so every room spans the nodes.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// STOMP login (sent with --passcode in CONNECT).
@@ -70,8 +70,7 @@ struct Args {
     quiet: bool,
     /// Spread the run over this many processes (connect and fanout), each
     /// under the per-process open-file limit, and merge their figures into
-    /// one report. With several comma-separated --url values, worker i
-    /// drives URL i modulo their number.
+    /// one report.
     #[arg(long, global = true, default_value_t = 1)]
     workers: usize,
     /// Internal: this process is worker I of --workers.
@@ -212,15 +211,35 @@ fn run(mut args: Args) -> anyhow::Result<()> {
     }
     let (index, count) = (args.worker.unwrap_or(0), args.workers.max(1));
     let urls: Vec<&str> = args.url.split(',').collect();
-    if urls.len() > 1 && args.worker.is_none() {
-        anyhow::bail!("several --url values need --workers");
+    if urls.len() > 1
+        && !matches!(
+            args.scenario,
+            Scenario::Connect { .. } | Scenario::Fanout { .. }
+        )
+    {
+        anyhow::bail!("several --url values: connect and fanout only (storm takes --node)");
     }
-    let mut target = Target::parse(urls[index % urls.len()]).map_err(anyhow::Error::msg)?;
+    let mut target = Target::parse(urls[0]).map_err(anyhow::Error::msg)?;
     let index_offset = scale_to_worker(&mut args.scenario, index, count);
     target.login = args.login.clone().zip(args.passcode.clone());
     target.token = args.token.clone();
     target.stomp_host = args.stomp_host.clone();
     target.heart_beat = args.heart_beat.clone();
+    let spread = if urls.len() > 1 {
+        urls.iter()
+            .map(|url| {
+                Target::parse(url).map(|node| Target {
+                    addr: node.addr,
+                    host: node.host,
+                    path: node.path,
+                    ..target.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)?
+    } else {
+        Vec::new()
+    };
     let connections = match &args.scenario {
         Scenario::Connect { connections, .. } => *connections,
         Scenario::Fanout {
@@ -257,6 +276,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
         server_pid: args.server_pid,
         index_offset,
         worker: args.worker.is_some(),
+        spread,
     };
     // The storm's fleet: every node as the target is, at its own address.
     let storm_nodes = match &args.scenario {

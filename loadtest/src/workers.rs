@@ -2,8 +2,9 @@
 //! per-process open-file limit, merged into one report.
 //!
 //! The parent starts N copies of itself with `--worker I`; each drives its
-//! share of the connections (and, for `fanout`, of the publishers and the
-//! rate, on topics of its own: `<prefix>w<I>.<topic>`), prints a machine
+//! share of the connections, spread over every `--url` like a single
+//! process's (and, for `fanout`, its share of the publishers and the rate,
+//! on topics of its own: `<prefix>w<I>.<topic>`), prints a machine
 //! progress line every second, and writes its report with its raw
 //! histograms. The parent adds the progress lines up into the usual one,
 //! then merges the reports: counts add up, percentiles come from the

@@ -29,6 +29,7 @@ fn common(url: &str, seconds: f64) -> Common {
         server_pid: None,
         index_offset: 0,
         worker: false,
+        spread: Vec::new(),
     }
 }
 
@@ -365,4 +366,117 @@ async fn workers_spread_a_run_over_processes_and_merge_one_report() {
         report.get("raw").is_none(),
         "no raw histograms in the merged report"
     );
+}
+
+/// A redis-server on a free loopback port for the cluster test; killed when
+/// dropped.
+struct Redis(std::process::Child, u16);
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Redis(child, port);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The small form of the scale benchmark: three gateway nodes on one
+/// redis-server, a fanout spread over three worker processes, each
+/// worker's connections (and so every room) spread over the three nodes:
+/// one merged report, nothing lost across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
+    let redis = Redis::start().await;
+    let redis_url = format!("redis://127.0.0.1:{}", redis.1);
+    let mut urls = Vec::new();
+    for node in ["a", "b", "c"] {
+        let config = gateway::Config::load_from([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            node,
+            "--redis-url",
+            &redis_url,
+            "--max-frame-rate",
+            "0",
+        ])
+        .unwrap();
+        let gw = gateway::Gateway::bind(config).await.unwrap();
+        let node = gw.node().clone();
+        urls.push(format!("ws://{}/ws", gw.local_addr()));
+        gw.spawn();
+        for _ in 0..100 {
+            if node.broker().is_available() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let json = std::env::temp_dir().join(format!("loadtest-cluster-{}.json", std::process::id()));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "--url",
+            &urls.join(","),
+            "--duration",
+            "2s",
+            "--workers",
+            "3",
+        ])
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .args([
+            "fanout",
+            "--subscribers",
+            "600",
+            "--topics",
+            "5",
+            "--publishers",
+            "3",
+        ])
+        .args(["--rate", "150"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["connections"]["opened"], 603, "{report}");
+    assert_eq!(report["url"], urls.join(","));
+    let deliveries = &report["deliveries"];
+    assert_eq!(deliveries["lost"], 0, "{report}");
+    assert_eq!(deliveries["duplicates"], 0);
+    assert_eq!(deliveries["out_of_order"], 0);
+    // Each worker: 200 subscribers on its 5 topics (40 each, on all three
+    // nodes), one publisher on one node.
+    let published = report["published"].as_u64().unwrap();
+    assert!(published >= 250, "{published}");
+    assert_eq!(deliveries["expected"].as_u64().unwrap(), published * 40);
 }

@@ -39,7 +39,7 @@ pub async fn run(config: ConnectConfig) -> Report {
         if at > Instant::now() {
             sleep_until(at).await;
         }
-        let (target, source) = (common.target.clone(), common.source(i));
+        let (target, source) = (common.target_for(i), common.source(i));
         let (latency, live) = (latency.clone(), live.clone());
         let subscribe = config.subscribe.clone();
         tasks.push(tokio::spawn(async move {
@@ -107,7 +107,7 @@ pub async fn run(config: ConnectConfig) -> Report {
     let failed = live.failures();
     Report {
         scenario: "connect".into(),
-        url: format!("ws://{}{}", common.target.host, common.target.path),
+        url: common.url(),
         duration_s: started.elapsed().as_secs_f64(),
         connections: Connections {
             attempted: config.connections as u64,

@@ -84,7 +84,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
         ready.push(ready_rx);
         let destination = format!("{}{topic}", config.destination_prefix);
-        let (target, source) = (common.target.clone(), common.source(i));
+        let (target, source) = (common.target_for(i), common.source(i));
         let (live, latency) = (live.clone(), connect_latency.clone());
         let run_latency = run_latency.clone();
         let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
@@ -167,7 +167,7 @@ pub async fn run(config: FanoutConfig) -> Report {
     for p in 0..config.publishers {
         let publisher = OpenLoop {
             publisher: p as u32,
-            target: common.target.clone(),
+            target: common.target_for(config.subscribers + p),
             source: common.source(config.subscribers + p),
             rate: per_publisher,
             start: publish_start,
@@ -214,7 +214,7 @@ pub async fn run(config: FanoutConfig) -> Report {
         .min(config.publishers as u64);
     Report {
         scenario: "fanout".into(),
-        url: format!("ws://{}{}", common.target.host, common.target.path),
+        url: common.url(),
         duration_s: started.elapsed().as_secs_f64(),
         connections: Connections {
             attempted: (config.subscribers + config.publishers) as u64,

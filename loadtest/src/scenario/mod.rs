@@ -46,9 +46,35 @@ pub struct Common {
     /// This process is a worker of `--workers`: the report carries its raw
     /// histograms for the parent to merge.
     pub worker: bool,
+    /// Several nodes (comma-separated `--url`): connection i goes to node
+    /// i modulo their number (in the whole run's numbering), so rooms span
+    /// the nodes. Empty: every connection goes to `target`.
+    pub spread: Vec<Target>,
 }
 
 impl Common {
+    /// Where connection `i` goes.
+    pub fn target_for(&self, i: usize) -> Target {
+        if self.spread.is_empty() {
+            return self.target.clone();
+        }
+        self.spread[(self.index_offset + i) % self.spread.len()].clone()
+    }
+
+    /// The URL (or URLs) of the run, for the report.
+    pub fn url(&self) -> String {
+        let targets = if self.spread.is_empty() {
+            std::slice::from_ref(&self.target)
+        } else {
+            &self.spread[..]
+        };
+        targets
+            .iter()
+            .map(|t| format!("ws://{}{}", t.host, t.path))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The source address of connection `i`.
     pub fn source(&self, i: usize) -> Option<IpAddr> {
         if self.source_ips <= 1 || !self.target.addr.ip().is_loopback() {
