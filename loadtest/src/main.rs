@@ -21,8 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "loadtest", version, about)]
 struct Args {
     /// WebSocket URL of the server (ws:// only). Several comma-separated
-    /// URLs (one per node; connect and fanout): connections go to them in
-    /// turn, so every room spans the nodes.
+    /// URLs (one per node): connections go to them in turn, so every room
+    /// spans the nodes.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// STOMP login (sent with --passcode in CONNECT).
@@ -68,7 +68,7 @@ struct Args {
     /// No live progress line.
     #[arg(long, global = true)]
     quiet: bool,
-    /// Spread the run over this many processes (connect and fanout), each
+    /// Spread the run over this many processes (connect, fanout, chat), each
     /// under the per-process open-file limit, and merge their figures into
     /// one report.
     #[arg(long, global = true, default_value_t = 1)]
@@ -198,11 +198,8 @@ fn main() {
 
 fn run(mut args: Args) -> anyhow::Result<()> {
     if args.workers > 1 && args.worker.is_none() {
-        if !matches!(
-            args.scenario,
-            Scenario::Connect { .. } | Scenario::Fanout { .. }
-        ) {
-            anyhow::bail!("--workers spreads the connect and fanout scenarios only");
+        if matches!(args.scenario, Scenario::Storm { .. }) {
+            anyhow::bail!("--workers spreads the connect, fanout and chat scenarios, not storm");
         }
         let report =
             workers::drive(&worker_args(), args.workers, args.quiet).map_err(anyhow::Error::msg)?;
@@ -211,13 +208,8 @@ fn run(mut args: Args) -> anyhow::Result<()> {
     }
     let (index, count) = (args.worker.unwrap_or(0), args.workers.max(1));
     let urls: Vec<&str> = args.url.split(',').collect();
-    if urls.len() > 1
-        && !matches!(
-            args.scenario,
-            Scenario::Connect { .. } | Scenario::Fanout { .. }
-        )
-    {
-        anyhow::bail!("several --url values: connect and fanout only (storm takes --node)");
+    if urls.len() > 1 && matches!(args.scenario, Scenario::Storm { .. }) {
+        anyhow::bail!("storm takes its nodes as --node, not several --url values");
     }
     let mut target = Target::parse(urls[0]).map_err(anyhow::Error::msg)?;
     let index_offset = scale_to_worker(&mut args.scenario, index, count);
@@ -460,6 +452,26 @@ fn scale_to_worker(scenario: &mut Scenario, index: usize, count: usize) -> usize
             *publishers = pubs;
             destination_prefix.push_str(&format!("w{index}."));
             offset + pub_offset
+        }
+        Scenario::Chat {
+            users,
+            rooms,
+            rooms_per_user,
+            churn,
+            destination_prefix,
+            seed,
+            ..
+        } => {
+            // Each worker is a chat of its own: its share of the users in
+            // its share of the rooms (on every node), its share of the
+            // churn, timings of its own.
+            let (mine, offset) = workers::share(*users, index, count);
+            *churn *= mine as f64 / (*users).max(1) as f64;
+            *users = mine;
+            *rooms = workers::share(*rooms, index, count).0.max(*rooms_per_user);
+            destination_prefix.push_str(&format!("w{index}."));
+            *seed += index as u64;
+            offset
         }
         _ => 0,
     }

@@ -3,8 +3,10 @@
 //!
 //! The parent starts N copies of itself with `--worker I`; each drives its
 //! share of the connections, spread over every `--url` like a single
-//! process's (and, for `fanout`, its share of the publishers and the rate,
-//! on topics of its own: `<prefix>w<I>.<topic>`), prints a machine
+//! process's (for `fanout`, its share of the publishers and the rate; for
+//! `chat`, its share of the users, rooms and churn; both on destinations of
+//! its own, `<prefix>w<I>.…`, so each stream is judged where all its
+//! subscribers are), prints a machine
 //! progress line every second, and writes its report with its raw
 //! histograms. The parent adds the progress lines up into the usual one,
 //! then merges the reports: counts add up, percentiles come from the
@@ -151,6 +153,23 @@ pub fn merge(reports: Vec<Report>) -> Report {
         c.opened += r.connections.opened;
         for (cause, n) in &r.connections.failed {
             *c.failed.entry(cause.clone()).or_default() += n;
+        }
+        if let Some(c) = &r.chat {
+            let total = merged
+                .chat
+                .get_or_insert_with(|| crate::scenario::chat::ChatFigures {
+                    rooms_per_user: c.rooms_per_user,
+                    smallest_room: u64::MAX,
+                    ..Default::default()
+                });
+            total.users += c.users;
+            total.rooms += c.rooms;
+            total.largest_room = total.largest_room.max(c.largest_room);
+            total.smallest_room = total.smallest_room.min(c.smallest_room);
+            total.reconnects += c.reconnects;
+            total.reconnect_failures += c.reconnect_failures;
+            total.churned_users += c.churned_users;
+            total.skipped_offline += c.skipped_offline;
         }
         merged.published += r.published;
         merged.publish_rate_target += r.publish_rate_target;

@@ -405,9 +405,9 @@ impl Drop for Redis {
 }
 
 /// The small form of the scale benchmark: three gateway nodes on one
-/// redis-server, a fanout spread over three worker processes, each
-/// worker's connections (and so every room) spread over the three nodes:
-/// one merged report, nothing lost across nodes.
+/// redis-server, a chat and a fanout each spread over worker processes,
+/// each worker's connections (and so every room) spread over the three
+/// nodes: one merged report, nothing lost across nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
     let redis = Redis::start().await;
@@ -438,6 +438,43 @@ async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
         }
     }
     let json = std::env::temp_dir().join(format!("loadtest-cluster-{}.json", std::process::id()));
+    // A chat over the same nodes, in two workers, with churn.
+    let chat = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "--url",
+            &urls.join(","),
+            "--duration",
+            "2s",
+            "--workers",
+            "2",
+        ])
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .args([
+            "chat",
+            "--users",
+            "120",
+            "--rooms",
+            "10",
+            "--think-time",
+            "500ms",
+        ])
+        .args(["--churn", "4"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        chat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["chat"]["users"], 120, "{report}");
+    assert_eq!(report["chat"]["rooms"], 10);
+    assert_eq!(report["deliveries"]["lost"], 0, "{report}");
+    assert_eq!(report["deliveries"]["duplicates"], 0);
+
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args([
             "--url",

@@ -26,7 +26,7 @@ use tokio::{
 use super::{Common, Live};
 use crate::{
     client::{Client, Incoming},
-    report::{rss_kib, Connections, Report},
+    report::{rss_kib, Connections, RawHistograms, Report},
     stats::{self, latency_histogram, Deliveries, PendingLatencies, Percentiles, Stream},
 };
 
@@ -296,11 +296,15 @@ pub async fn run(config: ChatConfig) -> Report {
     figures.largest_room = members.values().copied().max().unwrap_or(0);
     figures.smallest_room = members.values().copied().min().unwrap_or(0);
     let latency = shared.latency.lock().unwrap().clone();
+    let raw = common.worker.then(|| RawHistograms {
+        connect: RawHistograms::dump(&shared.connect_latency.lock().unwrap()),
+        delivery: RawHistograms::dump(&latency),
+    });
     let connect_latency = Percentiles::of(&shared.connect_latency.lock().unwrap());
     let failed = live.failures();
     Report {
         scenario: "chat".into(),
-        url: format!("ws://{}{}", common.target.host, common.target.path),
+        url: common.url(),
         duration_s: started.elapsed().as_secs_f64(),
         connections: Connections {
             attempted: config.users as u64,
@@ -322,7 +326,7 @@ pub async fn run(config: ChatConfig) -> Report {
         chat: Some(figures),
         cpu: Some(cpu),
         storm: None,
-        raw: None,
+        raw,
     }
 }
 
@@ -455,7 +459,8 @@ impl User {
     async fn join(&self) -> Result<Client, String> {
         let begun = Instant::now();
         let source = self.common.source(self.id as usize);
-        let mut client = Client::connect(&self.common.target, source)
+        let target = self.common.target_for(self.id as usize);
+        let mut client = Client::connect(&target, source)
             .await
             .map_err(|e| e.cause().to_string())?;
         let _ = self
