@@ -8,7 +8,7 @@ rooms, and holds them. Reports per node: connections, RSS and RSS per
 connection, CPU per second while the connections sit idle; and the
 kernel's TCP memory (/proc/net/sockstat) and Redis's command count.
 
-Usage: scale.py [--nodes 6] [--per-node 17000] [--hold 20s]
+Usage: scale.py [--nodes 6] [--per-node 17000] [--hold 20s] [--chat --rooms 1000 --think-time 600s]
        scale.py --curve 1000,5000,10000,18000 --svg docs/scale-curve.svg
 Build first: cargo build --release -p gateway -p loadtest
 Sizes are arguments, so the same command runs at 250k+ per node on a host
@@ -52,6 +52,13 @@ def tcp_mem_mib():
     return 0.0
 
 
+def redis_cpu_s(port):
+    info = subprocess.run(["redis-cli", "-p", str(port), "INFO", "cpu"],
+                          capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return float(fields.get("used_cpu_user", 0)) + float(fields.get("used_cpu_sys", 0))
+
+
 def parse_seconds(text):
     for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60)):
         if text.endswith(unit):
@@ -87,11 +94,20 @@ def measure(args, nodes_count, per_node):
         hold = parse_seconds(args.hold)
         urls = ",".join(f"ws://127.0.0.1:{port}/ws" for port, _ in nodes)
         connect_s = total / args.connect_rate / nodes_count
+        if args.chat:
+            # Users in Zipf-sized rooms on every node, typing at
+            # --think-time: the load; its CPU is measured like the idle one.
+            scenario = ["chat", "--users", str(total), "--rooms", str(args.rooms),
+                        "--rooms-per-user", "3", "--think-time", args.think_time,
+                        "--churn", "0"]
+        else:
+            scenario = ["connect", "--connections", str(total),
+                        "--subscribe", "/topic/scale.room"]
+        redis_cpu_before = redis_cpu_s(redis_port)
         loadtest_run = subprocess.Popen(
             [loadtest, "--url", urls, "--workers", str(nodes_count), "--quiet",
              "--connect-rate", str(args.connect_rate), "--duration", f"{hold}s",
-             "--heart-beat", f"0,{args.heart_beat_ms}",
-             "connect", "--connections", str(total), "--subscribe", "/topic/scale.room"],
+             "--heart-beat", f"0,{args.heart_beat_ms}", *scenario],
             stdout=subprocess.PIPE, text=True)
         # Sample the idle CPU in the middle of the hold, once every node has
         # its connections.
@@ -101,6 +117,7 @@ def measure(args, nodes_count, per_node):
         time.sleep(hold / 2)
         cpu_b = [cpu_s(p.pid) for _, p in nodes]
         idle_s = time.monotonic() - t_a
+        redis_cpu = redis_cpu_s(redis_port) - redis_cpu_before
         rss = [rss_kib(p.pid) for _, p in nodes]
         tcp_during = tcp_mem_mib()
         out, _ = loadtest_run.communicate(timeout=connect_s + hold + 300)
@@ -109,9 +126,12 @@ def measure(args, nodes_count, per_node):
                                     capture_output=True, text=True).stdout
         commands = next((line.split(":")[1].strip() for line in redis_info.splitlines()
                          if line.startswith("total_commands_processed")), "?")
-        print(f"{nodes_count} nodes x {per_node} = {total} connections, one room each node "
-              f"subscribes to once in Redis, server heart-beats every {args.heart_beat_ms} ms")
-        print("| node | RSS before → with connections | per connection | idle CPU |")
+        what = (f"chat users in {args.rooms} Zipf rooms (3 each) spanning the nodes"
+                if args.chat else "connections in one room")
+        print(f"{nodes_count} nodes x {per_node} = {total} {what}, "
+              f"server heart-beats every {args.heart_beat_ms} ms")
+        load = "CPU under chat load" if args.chat else "idle CPU"
+        print(f"| node | RSS before → with connections | per connection | {load} |")
         print("|---|---|---|---|")
         figures = []
         for i in range(nodes_count):
@@ -122,7 +142,7 @@ def measure(args, nodes_count, per_node):
                   f"| {cpu:.2f} % of a core |")
         print(f"kernel TCP memory: {tcp_before:.0f} → {tcp_during:.0f} MiB "
               f"({(tcp_during - tcp_before) * 2**20 / total:,.0f} B per connection, both ends)")
-        print(f"redis commands processed: {commands}")
+        print(f"redis commands processed: {commands}; redis CPU over the run: {redis_cpu:.1f} s")
         return figures
     finally:
         stop_all(procs)
@@ -174,6 +194,11 @@ def main():
     ap.add_argument("--curve", help="connection counts for one node, e.g. 1000,5000,10000,18000: "
                     "one run each, then a table and --svg")
     ap.add_argument("--svg", help="with --curve: write the plot here")
+    ap.add_argument("--chat", action="store_true",
+                    help="chat traffic (Zipf rooms spanning the nodes) instead of idle connections")
+    ap.add_argument("--rooms", type=int, default=1000, help="with --chat")
+    ap.add_argument("--think-time", default="600s",
+                    help="with --chat: mean time between two messages of one user")
     args = ap.parse_args()
     if not args.curve:
         measure(args, args.nodes, args.per_node)
