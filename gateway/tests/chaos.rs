@@ -118,6 +118,20 @@ async fn spawn(addr: SocketAddr, flags: &[String]) -> Gateway {
     spawn_gateway(addr, &flags).await
 }
 
+/// Opens a WebSocket to `nodes[*node]`; when that node does not answer
+/// (killed, frozen), switches `*node` to the other one and, after a short
+/// pause, returns `None` for the caller to try again.
+async fn open_or_switch(nodes: &[SocketAddr; 2], node: &mut usize) -> Option<Client> {
+    match timeout(Duration::from_secs(2), Client::open_checked(nodes[*node])).await {
+        Ok(Ok(c)) => Some(c),
+        _ => {
+            *node = 1 - *node;
+            sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// A client that subscribes to the room on `home` (or the other node when
 /// `home` is down) and after any break comes back with resume-from.
 async fn bystander(
@@ -131,11 +145,7 @@ async fn bystander(
     let mut announced = false;
     let mut node = home;
     while !stop.load(Ordering::Acquire) {
-        let Ok(Ok(mut c)) =
-            timeout(Duration::from_secs(2), Client::open_checked(nodes[node])).await
-        else {
-            node = 1 - node;
-            sleep(Duration::from_millis(100)).await;
+        let Some(mut c) = open_or_switch(&nodes, &mut node).await else {
             continue;
         };
         // Heart-beats both ways: a frozen node is noticed.
@@ -211,11 +221,7 @@ async fn publisher(nodes: [SocketAddr; 2], p: u32, publishing: Arc<AtomicBool>) 
     let mut seq = 0u64;
     let mut node = p as usize % 2;
     while publishing.load(Ordering::Acquire) {
-        let Ok(Ok(mut c)) =
-            timeout(Duration::from_secs(2), Client::open_checked(nodes[node])).await
-        else {
-            node = 1 - node;
-            sleep(Duration::from_millis(50)).await;
+        let Some(mut c) = open_or_switch(&nodes, &mut node).await else {
             continue;
         };
         c.connect(&[("accept-version", "1.2"), ("heart-beat", "0,0")])

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use stomp::Command;
-use support::{redis::RedisServer, start, Client, TestGateway};
+use support::{redis::RedisServer, start, start_in_cluster, Client, TestGateway};
 use tokio::time::{sleep, Instant};
 
 async fn node(redis: &RedisServer, id: &str) -> TestGateway {
@@ -17,15 +17,7 @@ async fn node_with(redis: &RedisServer, id: &str, extra: &[&str]) -> TestGateway
     let url = redis.url();
     let mut flags = vec!["--redis-url", url.as_str(), "--node-id", id];
     flags.extend_from_slice(extra);
-    let gw = start(&flags).await;
-    // Wait until the node's Redis connections are up.
-    for _ in 0..100 {
-        if gw.node.broker().is_available() {
-            return gw;
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
-    panic!("node {id} did not connect to redis");
+    start_in_cluster(&flags).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,7 +452,7 @@ async fn redis_cluster_carries_sharded_pub_sub() {
 async fn durable_destinations_are_appended_to_the_stream_and_others_are_not() {
     let redis = RedisServer::start().await;
     let url = redis.url();
-    let gw = start(&[
+    let gw = start_in_cluster(&[
         "--redis-url",
         &url,
         "--node-id",
@@ -471,12 +463,6 @@ async fn durable_destinations_are_appended_to_the_stream_and_others_are_not() {
         "test:durable",
     ])
     .await;
-    for _ in 0..100 {
-        if gw.node.broker().is_available() {
-            break;
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
     let mut sub = Client::connected(gw.addr).await;
     sub.subscribe("s", "/topic/#", "auto").await;
     let mut publisher = Client::connected(gw.addr).await;
@@ -547,11 +533,7 @@ async fn after_an_idle_redis_restart_the_first_publishes_reach_every_node() {
     // Both nodes have subscribed again: what is published now must reach
     // both.
     let channel = "stomp:/topic/restart";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while numsub(&redis, channel) < 2 {
-        assert!(Instant::now() < deadline, "both nodes resubscribe");
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(|| numsub(&redis, channel) == 2, "both nodes resubscribe").await;
     wait_for(
         || a.node.broker().is_available() && b.node.broker().is_available(),
         "both nodes see redis again",
@@ -630,11 +612,11 @@ async fn through_a_redis_restart_every_node_gets_what_reached_redis_once_in_orde
     on_a.subscribe("sa", "/topic/h.room", "auto").await;
     let mut on_b = Client::connected(b_addr).await;
     on_b.subscribe("sb", "/topic/h.room", "auto").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while numsub(&redis, "stomp:/topic/h.room") < 2 {
-        assert!(Instant::now() < deadline, "both nodes subscribed");
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(
+        || numsub(&redis, "stomp:/topic/h.room") == 2,
+        "both nodes subscribed",
+    )
+    .await;
     let publisher = tokio::spawn(async move {
         let mut publisher = Client::connected(a.addr).await;
         for i in 0..400 {

@@ -15,20 +15,13 @@ use support::{
     process::{free_port, signal, spawn_gateway, wait_exit},
     recovery::{key_file, node_flags, publish_numbered as publish, DURABLE, HISTORY, PLAIN},
     redis::RedisServer,
-    start, Client, TestGateway,
+    start, start_in_cluster, Client, TestGateway,
 };
-use tokio::time::{sleep, Instant};
 
 async fn in_process_node(redis: &RedisServer, id: &str, key: &str) -> TestGateway {
     let flags = node_flags(redis, id, key);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let gw = start(&flags).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !gw.node.broker().is_available() {
-        assert!(Instant::now() < deadline, "node {id} reaches redis");
-        sleep(Duration::from_millis(10)).await;
-    }
-    gw
+    start_in_cluster(&flags).await
 }
 
 async fn session(addr: SocketAddr) -> (Client, Frame) {

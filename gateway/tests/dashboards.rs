@@ -10,7 +10,7 @@ use stomp::Command;
 use support::{
     http_get,
     metric_names::{exported_names, referenced_names},
-    start, Client,
+    start_in_cluster, Client,
 };
 
 fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf>) {
@@ -31,13 +31,7 @@ fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf
 async fn dashboards_and_alerts_use_only_exported_metrics() {
     // A cluster member, so the Redis series are exported too.
     let redis = support::redis::RedisServer::start().await;
-    let gw = start(&["--redis-url", &redis.url()]).await;
-    for _ in 0..100 {
-        if gw.node.broker().is_available() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let gw = start_in_cluster(&["--redis-url", &redis.url()]).await;
     let mut c = Client::connected(gw.addr).await;
     c.subscribe("s", "/topic/dash", "client-individual").await;
     c.send(Command::Send, &[("destination", "/topic/dash")], b"x")

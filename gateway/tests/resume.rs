@@ -14,7 +14,7 @@ use support::{
     nginx::Nginx,
     process::{free_port, signal, wait_exit},
     redis::RedisServer,
-    start, Client, TestGateway,
+    start, start_in_cluster, Client, TestGateway,
 };
 use tokio::time::{sleep, timeout, Instant};
 
@@ -272,7 +272,7 @@ async fn past_the_window_a_parked_session_is_gone() {
 
 async fn cluster_node(redis: &RedisServer, id: &str) -> TestGateway {
     let (url, key) = (redis.url(), key_file(KEY));
-    let gw = start(&[
+    start_in_cluster(&[
         "--redis-url",
         &url,
         "--node-id",
@@ -282,9 +282,7 @@ async fn cluster_node(redis: &RedisServer, id: &str) -> TestGateway {
         "--durable",
         "/topic/d",
     ])
-    .await;
-    until("redis", || gw.node.broker().is_available()).await;
-    gw
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,11 +34,26 @@ fn common(url: &str, seconds: f64) -> Common {
 }
 
 async fn gateway() -> String {
-    let config = gateway::Config::load_from(["gateway", "--listen", "127.0.0.1:0"]).unwrap();
+    gateway_with(&[]).await
+}
+
+/// A gateway in process with extra flags; a cluster member (`--redis-url`)
+/// is returned once its Redis connections are up.
+async fn gateway_with(flags: &[&str]) -> String {
+    let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    let config = gateway::Config::load_from(args).unwrap();
+    let clustered = config.cluster.redis_url.is_some();
     let gw = gateway::Gateway::bind(config).await.unwrap();
-    let url = format!("ws://{}/ws", gw.local_addr());
+    let (url, node) = (format!("ws://{}/ws", gw.local_addr()), gw.node().clone());
     gw.spawn();
-    url
+    for _ in 0..250 {
+        if !clustered || node.broker().is_available() {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the gateway did not connect to redis");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,26 +321,43 @@ async fn drops_repeats_and_reordering_are_detected() {
     assert_eq!(d.received + d.lost, d.expected);
 }
 
+/// Runs the loadtest binary for 2 s over `workers` processes against
+/// `url` (comma-separated for several nodes) with `scenario`'s arguments;
+/// returns what it printed and its JSON report.
+async fn run_workers(url: &str, workers: &str, scenario: &[&str]) -> (String, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!(
+        "loadtest-workers-{}-{}.json",
+        std::process::id(),
+        scenario[0]
+    ));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--url", url, "--duration", "2s", "--workers", workers])
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .args(scenario)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), report)
+}
+
 /// `--workers`: the binary spreads a fanout run over two processes and
 /// prints one merged report: counts added up, percentiles from the merged
 /// histograms, no loss.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_spread_a_run_over_processes_and_merge_one_report() {
     let url = gateway().await;
-    let json = std::env::temp_dir().join(format!("loadtest-workers-{}.json", std::process::id()));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--url",
-            &url,
-            "--duration",
-            "2s",
-            "--workers",
-            "2",
-            "--quiet",
-            "--json",
-        ])
-        .arg(&json)
-        .args([
+    let (table, report) = run_workers(
+        &url,
+        "2",
+        &[
             "fanout",
             "--subscribers",
             "40",
@@ -335,20 +367,10 @@ async fn workers_spread_a_run_over_processes_and_merge_one_report() {
             "2",
             "--rate",
             "200",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+        ],
+    )
+    .await;
     assert!(table.contains("42 opened / 42 attempted"), "{table}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
     let deliveries = &report["deliveries"];
     assert_eq!(deliveries["lost"], 0, "{report}");
     assert_eq!(deliveries["duplicates"], 0);
@@ -414,43 +436,22 @@ async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
     let redis_url = format!("redis://127.0.0.1:{}", redis.1);
     let mut urls = Vec::new();
     for node in ["a", "b", "c"] {
-        let config = gateway::Config::load_from([
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
+        let flags = [
             "--node-id",
             node,
             "--redis-url",
             &redis_url,
             "--max-frame-rate",
             "0",
-        ])
-        .unwrap();
-        let gw = gateway::Gateway::bind(config).await.unwrap();
-        let node = gw.node().clone();
-        urls.push(format!("ws://{}/ws", gw.local_addr()));
-        gw.spawn();
-        for _ in 0..100 {
-            if node.broker().is_available() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        ];
+        urls.push(gateway_with(&flags).await);
     }
-    let json = std::env::temp_dir().join(format!("loadtest-cluster-{}.json", std::process::id()));
+    let urls = urls.join(",");
     // A chat over the same nodes, in two workers, with churn.
-    let chat = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--url",
-            &urls.join(","),
-            "--duration",
-            "2s",
-            "--workers",
-            "2",
-        ])
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .args([
+    let (_, report) = run_workers(
+        &urls,
+        "2",
+        &[
             "chat",
             "--users",
             "120",
@@ -458,35 +459,20 @@ async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
             "10",
             "--think-time",
             "500ms",
-        ])
-        .args(["--churn", "4"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        chat.status.success(),
-        "{}",
-        String::from_utf8_lossy(&chat.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            "--churn",
+            "4",
+        ],
+    )
+    .await;
     assert_eq!(report["chat"]["users"], 120, "{report}");
     assert_eq!(report["chat"]["rooms"], 10);
     assert_eq!(report["deliveries"]["lost"], 0, "{report}");
     assert_eq!(report["deliveries"]["duplicates"], 0);
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--url",
-            &urls.join(","),
-            "--duration",
-            "2s",
-            "--workers",
-            "3",
-        ])
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .args([
+    let (_, report) = run_workers(
+        &urls,
+        "3",
+        &[
             "fanout",
             "--subscribers",
             "600",
@@ -494,21 +480,13 @@ async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
             "5",
             "--publishers",
             "3",
-        ])
-        .args(["--rate", "150"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
+            "--rate",
+            "150",
+        ],
+    )
+    .await;
     assert_eq!(report["connections"]["opened"], 603, "{report}");
-    assert_eq!(report["url"], urls.join(","));
+    assert_eq!(report["url"], urls);
     let deliveries = &report["deliveries"];
     assert_eq!(deliveries["lost"], 0, "{report}");
     assert_eq!(deliveries["duplicates"], 0);

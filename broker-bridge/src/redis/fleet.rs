@@ -48,17 +48,19 @@ pub(super) async fn report(
     ttl: Duration,
 ) -> Result<Vec<NodeLoad>, BrokerError> {
     let unavailable = |e: redis::RedisError| BrokerError::Unavailable(e.to_string());
-    let mut c = link.connection().await.map_err(unavailable)?;
     // Sent as EVAL every time: a few hundred bytes every few seconds, and
     // no script cache to reload after a Redis restart.
-    let reply: Value = redis::cmd("EVAL")
-        .arg(SOURCE)
-        .arg(1)
-        .arg(key)
-        .arg(&load.node)
-        .arg(load.encode())
-        .arg(ttl.as_millis().max(1) as u64)
-        .query_async(&mut c)
+    let reply: Value = link
+        .with_retry(|mut c| {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(SOURCE)
+                .arg(1)
+                .arg(&key)
+                .arg(&load.node)
+                .arg(load.encode())
+                .arg(ttl.as_millis().max(1) as u64);
+            async move { eval.query_async(&mut c).await }
+        })
         .await
         .map_err(unavailable)?;
     parse_reply(reply)

@@ -6,7 +6,7 @@
 //! reports itself unready) while Redis is down; once open, the connection
 //! manager reconnects by itself.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -38,6 +38,24 @@ impl RedisLink {
             .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
             .await
             .cloned()
+    }
+
+    /// Runs `op` on the connection, and once more when the connection died
+    /// under it. A Redis restart kills the connection unnoticed while it is
+    /// idle: the first command afterwards fails without reaching Redis, and
+    /// the connection manager reconnects for the next one. Other errors
+    /// (Redis answered with an error, a timeout) are returned as they are.
+    pub async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, RedisError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match op(self.connection().await?).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                op(self.connection().await?).await
+            }
+            result => result,
+        }
     }
 
     /// Whether Redis answers a PING.

@@ -65,10 +65,7 @@ pub(super) async fn run(
             // Redis may have restarted, and an idle connection does not
             // know it is dead until used. Open a fresh one first.
             if shared.publisher_stale.swap(false, Ordering::AcqRel) {
-                if let Ok(fresh) = connect(&client, &script).await {
-                    connection = fresh;
-                    shared.metrics.reconnects.inc();
-                }
+                replace(&mut connection, &client, &script, &shared).await;
             }
             let started = Instant::now();
             let mut result = pipe.query_async::<()>(&mut connection).await;
@@ -80,9 +77,7 @@ pub(super) async fn run(
                     // it did and died right after, the batch is published
                     // twice rather than lost.)
                     tracing::info!(error = %e, "redis publish connection lost; retrying on a new one");
-                    if let Ok(fresh) = connect(&client, &script).await {
-                        connection = fresh;
-                        shared.metrics.reconnects.inc();
+                    if replace(&mut connection, &client, &script, &shared).await {
                         shared.metrics.publish_retries.inc();
                         result = pipe.query_async::<()>(&mut connection).await;
                     }
@@ -135,6 +130,23 @@ async fn connect(
     match connected {
         Ok(Ok(connection)) => Ok(connection),
         _ => Err(()),
+    }
+}
+
+/// Swaps `connection` for a new one, if one opens; says whether it did.
+async fn replace(
+    connection: &mut MultiplexedConnection,
+    client: &redis::Client,
+    script: &PublishScript,
+    shared: &Shared,
+) -> bool {
+    match connect(client, script).await {
+        Ok(fresh) => {
+            *connection = fresh;
+            shared.metrics.reconnects.inc();
+            true
+        }
+        Err(()) => false,
     }
 }
 

@@ -23,39 +23,30 @@ pub fn session_key(prefix: &str, session: &str) -> String {
 }
 
 pub(super) async fn park(link: &RedisLink, key: String, state: Bytes, ttl: Duration) {
-    let result = match link.connection().await {
-        Ok(mut c) => redis::cmd("SET")
-            .arg(&key)
-            .arg(state.as_ref())
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let result = link
+        .with_retry(|mut c| {
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(state.as_ref())
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64);
+            async move { set.query_async::<()>(&mut c).await }
+        })
+        .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not park session state in redis; it can resume on this node only");
     }
 }
 
 pub(super) async fn claim(link: &RedisLink, key: String) -> Result<Option<Bytes>, BrokerError> {
-    let getdel = || async {
-        let mut c = link.connection().await?;
-        redis::cmd("GETDEL")
-            .arg(&key)
-            .query_async::<Option<Vec<u8>>>(&mut c)
-            .await
-    };
-    let state = match getdel().await {
-        Ok(state) => state,
-        // A connection that died under the command (a Redis restart since
-        // its last use) never delivered it: once more on the new one.
-        Err(e) if e.is_io_error() || e.is_connection_dropped() => {
-            getdel().await.map_err(unavailable)?
-        }
-        Err(e) => return Err(unavailable(e)),
-    };
+    let state = link
+        .with_retry(|mut c| {
+            let mut getdel = redis::cmd("GETDEL");
+            getdel.arg(&key);
+            async move { getdel.query_async::<Option<Vec<u8>>>(&mut c).await }
+        })
+        .await
+        .map_err(unavailable)?;
     Ok(state.map(Bytes::from))
 }
 
@@ -81,17 +72,14 @@ pub(super) async fn replay(
     source: ReplaySource,
     after: Position,
 ) -> Result<Replay, BrokerError> {
-    // A read: safe to send again. The shared connection may have died
-    // with a Redis restart since its last use; the first command after
-    // that fails, and the connection manager reconnects for the next.
-    let mut c = link.connection().await.map_err(unavailable)?;
-    match replay_on(&mut c, &source, after).await {
-        Ok(replay) => Ok(replay),
-        Err(_) => {
-            let mut c = link.connection().await.map_err(unavailable)?;
-            replay_on(&mut c, &source, after).await
-        }
-    }
+    let reply = link
+        .with_retry(|mut c| {
+            let pipe = replay_pipeline(&source, after);
+            async move { pipe.query_async(&mut c).await }
+        })
+        .await
+        .map_err(unavailable)?;
+    replay_from(reply, &source, after)
 }
 
 /// [`replay`] on a given connection.
@@ -100,9 +88,23 @@ pub(super) async fn replay_on<C: redis::aio::ConnectionLike>(
     source: &ReplaySource,
     after: Position,
 ) -> Result<Replay, BrokerError> {
+    let reply = replay_pipeline(source, after)
+        .query_async(c)
+        .await
+        .map_err(unavailable)?;
+    replay_from(reply, source, after)
+}
+
+/// What [`replay_pipeline`] answers: the range, the entry at or before the
+/// position, the stream's length and Redis's time.
+type ReplayReply = (Value, Value, u64, (u64, u64));
+
+/// One round trip: the entries from the position on, whether one at or
+/// before it is still kept, the stream's length, and Redis's clock.
+fn replay_pipeline(source: &ReplaySource, after: Position) -> redis::Pipeline {
     let key = &source.key;
-    let (range, before, len, time): (Value, Value, u64, (u64, u64)) = redis::pipe()
-        .cmd("XRANGE")
+    let mut pipe = redis::pipe();
+    pipe.cmd("XRANGE")
         .arg(key)
         .arg(after.to_string())
         .arg("+")
@@ -116,10 +118,15 @@ pub(super) async fn replay_on<C: redis::aio::ConnectionLike>(
         .arg(1)
         .cmd("XLEN")
         .arg(key)
-        .cmd("TIME")
-        .query_async(c)
-        .await
-        .map_err(unavailable)?;
+        .cmd("TIME");
+    pipe
+}
+
+fn replay_from(
+    (range, before, len, time): ReplayReply,
+    source: &ReplaySource,
+    after: Position,
+) -> Result<Replay, BrokerError> {
     let mut replay = parse_range(range, after)?;
     let kept_older = matches!(before, Value::Array(ref entries) if !entries.is_empty());
     // Redis's clock, the one that stamped the entry ids and trims by age.

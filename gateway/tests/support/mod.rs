@@ -53,6 +53,21 @@ pub async fn start(flags: &[&str]) -> TestGateway {
     }
 }
 
+/// Starts a cluster member (`flags` name its `--redis-url`) and waits until
+/// both of its Redis connections are up.
+pub async fn start_in_cluster(flags: &[&str]) -> TestGateway {
+    let gw = start(flags).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !gw.node.broker().is_available() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not connect to redis ({flags:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw
+}
+
 pub const OP_CONTINUATION: u8 = 0;
 pub const OP_TEXT: u8 = 1;
 pub const OP_BINARY: u8 = 2;
