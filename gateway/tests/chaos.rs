@@ -1,5 +1,5 @@
 //! The chaos suite, short form: two gateway processes on one real
-//! redis-server, steady traffic from both nodes to a history destination,
+//! redis-server (keeping its data across restarts, as a managed one does), steady traffic from both nodes to a history destination,
 //! and bystander clients on both nodes that recover the way the client
 //! guide says (resume-from on every resubscribe). One fault at a time:
 //!
@@ -217,7 +217,12 @@ async fn bystander(
 /// Publishes to the room through `nodes[p % 2]` (the other one when it is
 /// down) every 10 ms while `publishing`; numbers the messages (x-pub,
 /// x-seq).
-async fn publisher(nodes: [SocketAddr; 2], p: u32, publishing: Arc<AtomicBool>) {
+async fn publisher(
+    nodes: [SocketAddr; 2],
+    p: u32,
+    publishing: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+) {
     let mut seq = 0u64;
     let mut node = p as usize % 2;
     while publishing.load(Ordering::Acquire) {
@@ -227,6 +232,9 @@ async fn publisher(nodes: [SocketAddr; 2], p: u32, publishing: Arc<AtomicBool>) 
         c.connect(&[("accept-version", "1.2"), ("heart-beat", "0,0")])
             .await;
         while publishing.load(Ordering::Acquire) {
+            while paused.load(Ordering::Acquire) {
+                sleep(Duration::from_millis(5)).await;
+            }
             let (p_text, seq_text) = (p.to_string(), seq.to_string());
             c.send(
                 Command::Send,
@@ -274,7 +282,7 @@ async fn under_steady_traffic_faults_lose_nothing_that_reached_redis() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start_persistent().await;
     let nodes = vec![
         Node::start(&redis, "a").await,
         Node::start(&redis, "b").await,
@@ -302,8 +310,10 @@ async fn under_steady_traffic_faults_lose_nothing_that_reached_redis() {
             .expect("bystanders subscribed");
     }
     let publishing = Arc::new(AtomicBool::new(true));
+    // Redis is killed between two publishes (`kill_between_publishes`).
+    let paused = Arc::new(AtomicBool::new(false));
     let publishers: Vec<_> = (0..2)
-        .map(|p| tokio::spawn(publisher(addrs, p, publishing.clone())))
+        .map(|p| tokio::spawn(publisher(addrs, p, publishing.clone(), paused.clone())))
         .collect();
     sleep(Duration::from_millis(500)).await;
 
@@ -320,7 +330,7 @@ async fn under_steady_traffic_faults_lose_nothing_that_reached_redis() {
             .iter()
             .map(|s| s.lock().unwrap().through_redis.len())
             .collect();
-        let detail = inject(fault, &mut cluster, fault_ms).await;
+        let detail = inject(fault, &mut cluster, fault_ms, &paused).await;
         let took = recovered(&seen, &marks, Duration::from_secs(20)).await;
         sleep(Duration::from_millis(300)).await;
         let rss_after: Vec<u64> = cluster.nodes.iter().map(Node::rss_kib).collect();
@@ -416,11 +426,11 @@ async fn under_steady_traffic_faults_lose_nothing_that_reached_redis() {
 }
 
 /// Applies one fault and undoes it; returns what happened, in words.
-async fn inject(fault: &str, cluster: &mut Cluster, fault_ms: u64) -> String {
+async fn inject(fault: &str, cluster: &mut Cluster, fault_ms: u64, paused: &AtomicBool) -> String {
     let hold = Duration::from_millis(fault_ms);
     match fault {
         "redis restart" => {
-            cluster.redis.kill();
+            cluster.redis.kill_between_publishes(paused).await;
             sleep(hold).await;
             cluster.redis.restart().await;
             format!("down {fault_ms} ms; published meanwhile: local only")

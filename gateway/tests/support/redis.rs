@@ -10,16 +10,42 @@ use std::{
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Where a persistent server keeps its append-only file (`None`: it
+    /// keeps nothing, and a restart comes back empty).
+    data: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(None).await
+    }
+
+    /// A server that writes every command to its append-only file before
+    /// answering or publishing (`appendfsync always`), so a kill and
+    /// restart come back with every stream and counter, as a managed Redis
+    /// does: what it delivered to one node is still in its streams for the
+    /// others.
+    pub async fn start_persistent() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-redis-aof-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        RedisServer::start_with(Some(dir)).await
+    }
+
+    async fn start_with(data: Option<std::path::PathBuf>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut server = RedisServer { port, child: None };
+        let mut server = RedisServer {
+            port,
+            child: None,
+            data,
+        };
         server.spawn().await;
         server
     }
@@ -29,7 +55,13 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let child = redis_server(self.port)
+        let mut command = redis_server(self.port);
+        if let Some(dir) = &self.data {
+            command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -52,6 +84,21 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server with no publish in flight: the test's publishers
+    /// pause while `paused` is set; what they sent settles, the server
+    /// dies, and they go on (into the outage). A pipeline Redis runs but
+    /// dies before answering is another fault, one no node can settle: its
+    /// node delivers it locally as well (a duplicate with the same
+    /// message-id or, on a Redis that loses its data, the only copy), as
+    /// docs/cluster.md says.
+    pub async fn kill_between_publishes(&mut self, paused: &std::sync::atomic::AtomicBool) {
+        use std::sync::atomic::Ordering;
+        paused.store(true, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.kill();
+        paused.store(false, Ordering::Release);
+    }
+
     /// Starts it again on the same port.
     pub async fn restart(&mut self) {
         self.kill();
@@ -72,6 +119,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.data {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -112,6 +162,7 @@ impl RedisCluster {
             let server = RedisServer {
                 port,
                 child: Some(child),
+                data: None,
             };
             for _ in 0..100 {
                 if server.cli(&["PING"]).trim() == "PONG" {
