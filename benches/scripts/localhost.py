@@ -1,6 +1,7 @@
 """Processes on loopback for the measurement scripts: free ports, waiting
 for a listener, a throwaway redis-server, and stopping everything."""
 
+import random
 import socket
 import subprocess
 import sys
@@ -11,6 +12,22 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listen_port():
+    """A free port below the kernel's ephemeral range: a port that a node
+    binds only later (a scale-out) cannot be taken meanwhile by one of the
+    load generator's outgoing connections."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for port in random.sample(range(max(1024, low // 2), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    sys.exit("no free port below the ephemeral range")
 
 
 def wait_port(port, what, timeout=10.0):

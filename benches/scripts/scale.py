@@ -8,21 +8,34 @@ rooms, and holds them. Reports per node: connections, RSS and RSS per
 connection, CPU per second while the connections sit idle; and the
 kernel's TCP memory (/proc/net/sockstat) and Redis's command count.
 
+With --ops, operations at that scale instead: the clients (kept by
+`loadtest storm` across workers, recovering with resume tokens and
+resume-from under a steady publish rate) start on N nodes; a node N+1
+joins and rebalancing spreads them (time until every node is within the
+margin of its fair share, clients moved, messages lost); then the first
+node drains on SIGTERM and its clients resume elsewhere (time, loss).
+
 Usage: scale.py [--nodes 6] [--per-node 17000] [--hold 20s] [--chat --rooms 1000 --think-time 600s]
        scale.py --curve 1000,5000,10000,18000 --svg docs/scale-curve.svg
+       scale.py --ops [--nodes 6] [--per-node 16000]
 Build first: cargo build --release -p gateway -p loadtest
 Sizes are arguments, so the same command runs at 250k+ per node on a host
 with raised limits (LimitNOFILE, fs.nr_open, net.ipv4.ip_local_port_range).
 """
 
 import argparse
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from localhost import free_port, start_redis, stop_all, wait_port  # noqa: E402
+from localhost import free_port, listen_port, start_redis, stop_all, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -148,6 +161,149 @@ def measure(args, nodes_count, per_node):
         stop_all(procs)
 
 
+def connections_of(port):
+    """The node's `gateway_connections` gauge, or None once it is gone."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^gateway_connections (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
+def wait_until(what, check, timeout, step=0.5):
+    """Polls `check` until it returns something true; returns (seconds it
+    took, its value), or (None, last value) after `timeout`."""
+    start = time.monotonic()
+    value = None
+    while time.monotonic() - start < timeout:
+        value = check()
+        if value:
+            return time.monotonic() - start, value
+        time.sleep(step)
+    print(f"warning: {what} not reached within {timeout:.0f} s (last: {value})")
+    return None, value
+
+
+def phase(moves, start_ms, end_ms):
+    """Clients that lost their connection between the two instants: how
+    many, and their reconnect times (ms) and when the last was back."""
+    mine = [m for m in moves if start_ms <= m[0] < end_ms]
+    if not mine:
+        return "no client moved"
+    took = sorted(back - lost for lost, back, _ in mine)
+    last = max(back for _, back, _ in mine) - start_ms
+
+    def pct(q):
+        return took[min(len(took) - 1, int(q * len(took)))]
+    return (f"{len(mine):,} clients moved; reconnect p50 / p99 / max {pct(0.5):,} / "
+            f"{pct(0.99):,} / {took[-1]:,} ms; last one back {last / 1000:.1f} s after the event")
+
+
+def operations(args):
+    """Scale-out by one node, then a drain, with every client kept by
+    `loadtest storm` across one worker per first node. With OPS_LOG=prefix
+    in the environment, node i logs to <prefix><i>.log."""
+    gateway = os.path.join(ROOT, "target/release/gateway")
+    loadtest = os.path.join(ROOT, "target/release/loadtest")
+    first = args.nodes
+    total = first * args.per_node
+    procs = []
+    try:
+        redis_port = start_redis(procs)
+        ports = [listen_port() for _ in range(first + 1)]
+        env = dict(os.environ, GATEWAY_RESUME_KEY="scale bench resume key")
+        nodes = {}
+
+        def start_node(i):
+            proc = subprocess.Popen(
+                [gateway, "--listen", f"127.0.0.1:{ports[i]}", "--node-id", f"n{i}",
+                 "--redis-url", f"redis://127.0.0.1:{redis_port}", "--log", "warn",
+                 "--max-frame-rate", "0", "--history", "/topic/scale.#",
+                 "--fleet-report-ms", "1s", "--rebalance-interval-ms", args.rebalance_interval,
+                 "--rebalance-rate", str(args.rebalance_rate),
+                 "--drain-delay-ms", "1s", "--drain-window-ms", args.drain_window],
+                env=env, stderr=open(os.environ["OPS_LOG"] + f"{i}.log", "w") if "OPS_LOG" in os.environ else subprocess.DEVNULL)
+            procs.append(proc)
+            nodes[i] = proc
+            wait_port(ports[i], "gateway", timeout=60)
+
+        for i in range(first):
+            start_node(i)
+        report_path = tempfile.mktemp(suffix=".json")
+        urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
+        command = [loadtest, "--workers", str(first), "--quiet", "--json", report_path,
+                   "--connect-rate", str(args.connect_rate), "--duration", str(args.ops_duration),
+                   "--heart-beat", f"0,{args.heart_beat_ms}", "storm",
+                   "--clients", str(total), "--topics", str(args.topics),
+                   "--publishers", str(first), "--rate", str(args.rate),
+                   "--destination-prefix", "/topic/scale.", "--start-on", str(first),
+                   "--reconnect-jitter-ms", "1000"]
+        for url in urls:
+            command += ["--node", url]
+        run = subprocess.Popen(command)
+        counts = lambda: [connections_of(ports[i]) or 0 for i in sorted(nodes)]  # noqa: E731
+        # Connected: the count stops growing (on this host about 1-2 % of
+        # a 100k ramp fail their first connect and are not retried).
+        seen = []
+
+        def settled():
+            seen.append(sum(counts()))
+            return len(seen) > 5 and seen[-1] >= 0.9 * total and seen[-1] == seen[-6]
+        took, _ = wait_until("every client connected", settled,
+                             total / (args.connect_rate * first) + 120, step=1.0)
+        held = sum(counts()) - first
+        print(f"{held:,} of {total:,} clients on {first} nodes after {took or 0:.0f} s: {counts()}")
+        total = held
+        time.sleep(5)
+
+        # Scale-out: node N+1 joins.
+        joined_ms = int(time.time() * 1000)
+        start_node(first)
+        fair = (total + first) / (first + 1)
+
+        def even():
+            c = counts()
+            return c if all(abs(n - fair) <= args.margin * fair for n in c) else None
+        took, spread = wait_until("an even fleet", even, args.converge_timeout, step=1.0)
+        converged = "did not converge" if took is None else f"{took:.1f} s"
+        print(f"scale-out to {first + 1} nodes: every node within {args.margin:.0%} of its fair "
+              f"share ({fair:,.0f}) after {converged}: {spread}")
+        time.sleep(5)
+
+        # Drain: the first node gets SIGTERM; its clients resume elsewhere.
+        drained_ms = int(time.time() * 1000)
+        nodes[0].send_signal(signal.SIGTERM)
+        exit_start = time.monotonic()
+        nodes[0].wait(timeout=300)
+        exited = time.monotonic() - exit_start
+        del nodes[0]
+        took, after = wait_until(
+            "every client back",
+            lambda: (lambda c: c if sum(c) >= total else None)(counts()), 120)
+        print(f"drain of n0: process exited {exited:.1f} s after SIGTERM; all clients on the "
+              f"other nodes {(took or 0) + exited:.1f} s after it: {after}")
+        run.wait(timeout=args.ops_duration + total / args.connect_rate + 300)
+        with open(report_path) as f:
+            report = json.load(f)
+        moves = report["storm"]["moves"]
+        d = report["deliveries"]
+        print()
+        print(f"{first} nodes x {args.per_node:,} = {total:,} clients, "
+              f"{args.topics * first} history topics, {args.rate} msg/s")
+        print(f"| event | what moved |\n|---|---|")
+        print(f"| node n{first} joins | {phase(moves, joined_ms, drained_ms)} |")
+        print(f"| n0 drains (SIGTERM) | {phase(moves, drained_ms, 2**63)} |")
+        print(f"deliveries: {d['received']:,} of {d['expected']:,} expected; lost {d['lost']}, "
+              f"duplicated {d['duplicates']}, out of order {d['out_of_order']}; "
+              f"resumed:true {report['storm']['resumed_complete']:,}, "
+              f"resumed:false {report['storm']['resumed_gap']:,}")
+        os.unlink(report_path)
+    finally:
+        stop_all(procs)
+
+
 def curve_svg(points):
     """A plot of idle CPU (% of a core) and RSS growth (MiB) against
     connections on one node: two polylines on one set of axes."""
@@ -199,7 +355,24 @@ def main():
     ap.add_argument("--rooms", type=int, default=1000, help="with --chat")
     ap.add_argument("--think-time", default="600s",
                     help="with --chat: mean time between two messages of one user")
+    ap.add_argument("--ops", action="store_true",
+                    help="a node joins, then one drains, with clients kept by loadtest storm")
+    ap.add_argument("--topics", type=int, default=20, help="with --ops: history topics per worker")
+    ap.add_argument("--rate", type=float, default=30.0,
+                    help="with --ops: messages/s over all topics")
+    ap.add_argument("--ops-duration", type=float, default=150.0,
+                    help="with --ops: seconds of publishing after every client is connected")
+    ap.add_argument("--rebalance-interval", default="2s", help="with --ops: the nodes' setting")
+    ap.add_argument("--rebalance-rate", type=float, default=0.05,
+                    help="with --ops: the nodes' setting")
+    ap.add_argument("--drain-window", default="10s", help="with --ops: the nodes' setting")
+    ap.add_argument("--margin", type=float, default=0.1,
+                    help="with --ops: even means every node within this fraction of its share")
+    ap.add_argument("--converge-timeout", type=float, default=90.0)
     args = ap.parse_args()
+    if args.ops:
+        operations(args)
+        return
     if not args.curve:
         measure(args, args.nodes, args.per_node)
         return

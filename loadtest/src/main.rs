@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use loadtest::{
     client::Target,
     limits,
-    scenario::{chat, connect, fanout, storm, Common, Progress},
+    scenario::{chat, connect, fanout, storm, Common, LatencyFrom, Progress},
     workers,
 };
 
@@ -68,6 +68,11 @@ struct Args {
     /// No live progress line.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Where delivery latency starts: `scheduled` (the open-loop
+    /// schedule; a late publisher counts against the server) or `sent`
+    /// (when the message was written; for sub-millisecond figures).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    latency_from: LatencyFrom,
     /// Spread the run over this many processes (connect, fanout, chat), each
     /// under the per-process open-file limit, and merge their figures into
     /// one report.
@@ -188,6 +193,11 @@ enum Scenario {
         /// (milliseconds, or `1s`).
         #[arg(long, default_value_t = 1000, value_parser = cli::parse_millis)]
         reconnect_jitter_ms: u64,
+        /// Clients and publishers start on the first this many nodes; the
+        /// others are started later (a scale-out) and get clients only
+        /// through reconnects. 0: all nodes.
+        #[arg(long, default_value_t = 0)]
+        start_on: usize,
     },
 }
 
@@ -198,8 +208,17 @@ fn main() {
 
 fn run(mut args: Args) -> anyhow::Result<()> {
     if args.workers > 1 && args.worker.is_none() {
-        if matches!(args.scenario, Scenario::Storm { .. }) {
-            anyhow::bail!("--workers spreads the connect, fanout and chat scenarios, not storm");
+        if matches!(
+            args.scenario,
+            Scenario::Storm {
+                kill_pid: Some(_),
+                ..
+            }
+        ) {
+            anyhow::bail!(
+                "with --workers, storm does not kill a node itself (each worker would): \
+                 signal the node from outside and follow its clients"
+            );
         }
         let report =
             workers::drive(&worker_args(), args.workers, args.quiet).map_err(anyhow::Error::msg)?;
@@ -259,6 +278,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
         target,
         duration: Duration::from_secs_f64(args.duration),
         connect_rate: args.connect_rate,
+        latency_from: args.latency_from,
         source_ips,
         progress: match (args.worker, args.quiet) {
             (Some(_), _) => Progress::Worker,
@@ -360,6 +380,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
                 kill_pid,
                 kill_after,
                 reconnect_jitter_ms,
+                start_on,
             } => {
                 storm::run(storm::StormConfig {
                     common,
@@ -373,6 +394,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
                     kill_pid,
                     kill_after: Duration::from_secs_f64(kill_after),
                     jitter: Duration::from_millis(reconnect_jitter_ms),
+                    start_on,
                 })
                 .await
             }
@@ -435,8 +457,16 @@ fn scale_to_worker(scenario: &mut Scenario, index: usize, count: usize) -> usize
             *connections = mine;
             offset
         }
+        // A storm shares out like a fanout: its clients are subscribers.
         Scenario::Fanout {
             subscribers,
+            publishers,
+            rate,
+            destination_prefix,
+            ..
+        }
+        | Scenario::Storm {
+            clients: subscribers,
             publishers,
             rate,
             destination_prefix,
@@ -473,6 +503,5 @@ fn scale_to_worker(scenario: &mut Scenario, index: usize, count: usize) -> usize
             *seed += index as u64;
             offset
         }
-        _ => 0,
     }
 }

@@ -144,8 +144,7 @@ impl Report {
             ));
         }
         if let Some(s) = &self.storm {
-            rows.push((
-                "storm".into(),
+            let what = if s.clients_on_killed_node > 0 {
                 format!(
                     "{} nodes, {} clients disconnected, {} back; those the kill cut off all back \
                      {:.2} s after it; {} moved later by rebalancing; {} reconnect attempts \
@@ -156,8 +155,15 @@ impl Report {
                     s.all_back_after_s,
                     s.moved_later,
                     s.reconnect_failures
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "{} nodes, no kill; {} clients disconnected (drains, rebalancing), {} back; \
+                     {} reconnect attempts refused or failed",
+                    s.nodes, s.disconnected, s.back, s.reconnect_failures
+                )
+            };
+            rows.push(("storm".into(), what));
             rows.push((
                 "resubscribed".into(),
                 format!(
@@ -182,14 +188,16 @@ impl Report {
                 .iter()
                 .map(u64::to_string)
                 .collect();
-            rows.push((
-                "reconnects/s by node".into(),
-                format!(
-                    "mean {} (peak second {})",
-                    rates.join(" / "),
-                    peaks.join(" / ")
-                ),
-            ));
+            if !rates.is_empty() && s.clients_on_killed_node > 0 {
+                rows.push((
+                    "reconnects/s by node".into(),
+                    format!(
+                        "mean {} (peak second {})",
+                        rates.join(" / "),
+                        peaks.join(" / ")
+                    ),
+                ));
+            }
         }
         if let Some(cpu) = &self.cpu {
             let server = match (cpu.server_cpu_s, cpu.server_us_per_delivery) {

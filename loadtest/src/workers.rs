@@ -4,9 +4,10 @@
 //! The parent starts N copies of itself with `--worker I`; each drives its
 //! share of the connections, spread over every `--url` like a single
 //! process's (for `fanout`, its share of the publishers and the rate; for
-//! `chat`, its share of the users, rooms and churn; both on destinations of
-//! its own, `<prefix>w<I>.…`, so each stream is judged where all its
-//! subscribers are), prints a machine
+//! `chat`, its share of the users, rooms and churn; for `storm`, its share
+//! of the clients and publishers; all on destinations of its own,
+//! `<prefix>w<I>.…`, so each stream is judged where all its subscribers
+//! are), prints a machine
 //! progress line every second, and writes its report with its raw
 //! histograms. The parent adds the progress lines up into the usual one,
 //! then merges the reports: counts add up, percentiles come from the
@@ -170,6 +171,9 @@ pub fn merge(reports: Vec<Report>) -> Report {
             total.reconnect_failures += c.reconnect_failures;
             total.churned_users += c.churned_users;
             total.skipped_offline += c.skipped_offline;
+        }
+        if let Some(s) = &r.storm {
+            merged.storm.get_or_insert_with(Default::default).absorb(s);
         }
         merged.published += r.published;
         merged.publish_rate_target += r.publish_rate_target;

@@ -30,6 +30,7 @@ fn common(url: &str, seconds: f64) -> Common {
         index_offset: 0,
         worker: false,
         spread: Vec::new(),
+        latency_from: Default::default(),
     }
 }
 
@@ -40,7 +41,12 @@ async fn gateway() -> String {
 /// A gateway in process with extra flags; a cluster member (`--redis-url`)
 /// is returned once its Redis connections are up.
 async fn gateway_with(flags: &[&str]) -> String {
-    let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+    gateway_at("127.0.0.1:0", flags).await
+}
+
+/// [`gateway_with`] on a given address.
+async fn gateway_at(listen: &str, flags: &[&str]) -> String {
+    let mut args = vec!["gateway", "--listen", listen];
     args.extend_from_slice(flags);
     let config = gateway::Config::load_from(args).unwrap();
     let clustered = config.cluster.redis_url.is_some();
@@ -325,13 +331,23 @@ async fn drops_repeats_and_reordering_are_detected() {
 /// `url` (comma-separated for several nodes) with `scenario`'s arguments;
 /// returns what it printed and its JSON report.
 async fn run_workers(url: &str, workers: &str, scenario: &[&str]) -> (String, serde_json::Value) {
+    run_workers_for("2s", url, workers, scenario).await
+}
+
+/// [`run_workers`], publishing for `duration`.
+async fn run_workers_for(
+    duration: &str,
+    url: &str,
+    workers: &str,
+    scenario: &[&str],
+) -> (String, serde_json::Value) {
     let json = std::env::temp_dir().join(format!(
         "loadtest-workers-{}-{}.json",
         std::process::id(),
         scenario[0]
     ));
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["--url", url, "--duration", "2s", "--workers", workers])
+        .args(["--url", url, "--duration", duration, "--workers", workers])
         .args(["--quiet", "--json"])
         .arg(&json)
         .args(scenario)
@@ -496,4 +512,114 @@ async fn workers_over_a_three_node_cluster_lose_nothing_across_nodes() {
     let published = report["published"].as_u64().unwrap();
     assert!(published >= 250, "{published}");
     assert_eq!(deliveries["expected"].as_u64().unwrap(), published * 40);
+}
+
+/// The small form of the scale benchmark's operations: `storm` over two
+/// worker processes keeps 400 clients on two nodes under a steady publish
+/// rate; a third node joins and rebalancing moves clients onto it. The
+/// moved clients come back with their handoff token and `resume-from`:
+/// the merged report lists every move, some of them onto the new node,
+/// and nothing is lost, repeated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_workers_follow_clients_that_rebalancing_moves_to_a_new_node() {
+    let redis = Redis::start().await;
+    let redis_url = format!("redis://127.0.0.1:{}", redis.1);
+    let key_file = std::env::temp_dir().join(format!("loadtest-resume-key-{}", std::process::id()));
+    std::fs::write(&key_file, "storm workers test key\n").unwrap();
+    let key_file = key_file.to_str().unwrap().to_string();
+    let start = {
+        let (redis_url, key_file) = (redis_url.clone(), key_file.clone());
+        move |listen: String, node: &'static str| {
+            let flags = rebalancing_node_flags(node, &redis_url, &key_file);
+            async move {
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                gateway_at(&listen, &flags).await
+            }
+        }
+    };
+    let a = start("127.0.0.1:0".into(), "a").await;
+    let b = start("127.0.0.1:0".into(), "b").await;
+    let c_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = format!("ws://{c_addr}/ws");
+    let join_later = tokio::spawn({
+        let start = start.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            start(c_addr.to_string(), "c").await
+        }
+    });
+    let (table, report) = run_workers_for(
+        "5s",
+        &a,
+        "2",
+        &[
+            "storm",
+            "--node",
+            &a,
+            "--node",
+            &b,
+            "--node",
+            &c,
+            "--start-on",
+            "2",
+            "--clients",
+            "400",
+            "--topics",
+            "4",
+            "--publishers",
+            "2",
+            "--rate",
+            "100",
+            "--reconnect-jitter-ms",
+            "200ms",
+        ],
+    )
+    .await;
+    join_later.await.unwrap();
+    let _ = std::fs::remove_file(&key_file);
+    let storm = &report["storm"];
+    let moves = storm["moves"].as_array().unwrap();
+    assert!(!moves.is_empty(), "nobody moved: {report}");
+    assert_eq!(moves.len() as u64, storm["back"].as_u64().unwrap());
+    assert!(
+        moves.iter().any(|m| m[2] == 2),
+        "no client landed on the new node: {report}"
+    );
+    assert!(table.contains("no kill"), "{table}");
+    assert_eq!(storm["resumed_gap"], 0, "{report}");
+    let deliveries = &report["deliveries"];
+    assert!(deliveries["expected"].as_u64().unwrap() > 0);
+    assert_eq!(deliveries["lost"], 0, "{report}");
+    assert_eq!(deliveries["duplicates"], 0);
+    assert_eq!(deliveries["out_of_order"], 0);
+}
+
+/// A cluster member that shares resume tokens, keeps `/topic/storm.#` as
+/// history and rebalances within a second.
+fn rebalancing_node_flags(node: &str, redis_url: &str, key_file: &str) -> Vec<String> {
+    [
+        "--node-id",
+        node,
+        "--redis-url",
+        redis_url,
+        "--resume-key-file",
+        key_file,
+        "--history",
+        "/topic/storm.#",
+        "--max-frame-rate",
+        "0",
+        "--fleet-report-ms",
+        "200ms",
+        "--rebalance-interval-ms",
+        "300ms",
+        "--rebalance-rate",
+        "0.2",
+        "--rebalance-min-margin",
+        "10",
+    ]
+    .map(String::from)
+    .to_vec()
 }

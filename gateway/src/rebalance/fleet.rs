@@ -26,6 +26,12 @@ pub struct Summary {
     pub draining: bool,
     /// This node is in the view.
     pub includes_me: bool,
+    /// This node's connections as it reported them with the others (of
+    /// the same vintage as the fair share).
+    pub mine: u64,
+    /// How much `total` moved since the view before this one: large while
+    /// the fleet ramps up or a dead node's clients are still landing.
+    pub total_change: u64,
 }
 
 impl Summary {
@@ -53,7 +59,18 @@ impl Summary {
             spread,
             draining: serving.len() < members.len(),
             includes_me: members.iter().any(|m| m.node == me),
+            mine: members
+                .iter()
+                .find(|m| m.node == me)
+                .map_or(0, |m| m.connections),
+            total_change: 0,
         }
+    }
+
+    /// This view, knowing the one before it.
+    pub fn after(mut self, previous: Option<&Summary>) -> Summary {
+        self.total_change = previous.map_or(0, |p| p.total.abs_diff(self.total));
+        self
     }
 }
 
@@ -72,15 +89,20 @@ pub enum State {
     HeldDrain,
     /// The fleet view is too old to act on.
     HeldStale,
+    /// The fleet's total moved by more than the margin between two views
+    /// (a ramp, or a dead node's clients landing): reports taken moments
+    /// apart disagree, so no share computed from them is worth a move.
+    HeldChanging,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Off,
         State::Balanced,
         State::Shedding,
         State::HeldDrain,
         State::HeldStale,
+        State::HeldChanging,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +112,7 @@ impl State {
             State::Shedding => "shedding",
             State::HeldDrain => "held_drain",
             State::HeldStale => "held_stale",
+            State::HeldChanging => "held_changing",
         }
     }
 }
@@ -128,7 +151,10 @@ pub struct Decision {
 /// ends well inside the margin, not just under it); it never sheds below
 /// the fair share. Nothing moves while any node drains (the
 /// draining node's clients are still landing, so every share is about to
-/// change), nor on a stale or partial view.
+/// change), while the fleet's total is changing, nor on a stale or partial
+/// view. `connections` (live) is weighed against the view only as far as
+/// the view saw it: during a ramp the live count runs ahead of every
+/// report, and right after a shed it is below this node's report.
 pub fn decide(
     summary: Option<&Summary>,
     stale: bool,
@@ -150,12 +176,16 @@ pub fn decide(
         return hold(State::Balanced);
     }
     let fair = summary.fair_share;
+    let margin = policy.margin_for(fair);
+    if summary.total_change > margin {
+        return hold(State::HeldChanging);
+    }
+    let connections = connections.min(summary.mine);
     let excess = connections as f64 - fair;
     // The fleet is uneven when this node is too far above its share, or
     // when some nodes are too far apart (after adding one node to many,
     // each old node is only a little above its share, but the new one is
     // far below): then every node above its share sheds its excess.
-    let margin = policy.margin_for(fair);
     let uneven = excess > margin as f64 || summary.spread > margin;
     if !(excess >= 1.0 && (uneven || was_shedding)) {
         return hold(State::Balanced);
@@ -296,6 +326,32 @@ mod tests {
             .collect();
         let s = Summary::of(&even, "n10");
         assert_eq!(decide(Some(&s), false, 45_100, false, &POLICY).shed, 0);
+    }
+
+    #[test]
+    fn a_ramp_moves_nobody() {
+        // The view was taken before the clients arrived; the live count
+        // has run ahead of it: nothing is known to be uneven.
+        let before = [load("a", 0, 0, false), load("b", 0, 0, false)];
+        let s = Summary::of(&before, "a");
+        assert_eq!(decide(Some(&s), false, 1645, false, &POLICY).shed, 0);
+        // The next view: 4,000 more in all than the last one. Reports
+        // taken a moment apart disagree by hundreds, so the fleet holds.
+        let ramp = [load("a", 2600, 0, false), load("b", 1400, 0, false)];
+        let s = Summary::of(&ramp, "a").after(Some(&s));
+        assert_eq!(s.total_change, 4000);
+        let held = decide(Some(&s), false, 2700, false, &POLICY);
+        assert_eq!((held.state, held.shed), (State::HeldChanging, 0));
+        // Once the total holds still (within the margin), the same spread
+        // is real and moves clients.
+        let settled = [load("a", 2610, 0, false), load("b", 1420, 0, false)];
+        let s = Summary::of(&settled, "a").after(Some(&s));
+        let d = decide(Some(&s), false, 2610, false, &POLICY);
+        assert_eq!((d.state, d.shed), (State::Shedding, 27));
+        // Right after a shed the live count is below the report: it is
+        // the one that counts, so a node does not shed twice for one
+        // excess.
+        assert_eq!(decide(Some(&s), false, 2015, true, &POLICY).shed, 0);
     }
 
     #[test]

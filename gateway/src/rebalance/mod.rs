@@ -182,7 +182,7 @@ impl Rebalance {
                 if std::mem::take(&mut view.failing) {
                     tracing::info!(nodes = members.len(), "fleet report works again");
                 }
-                let summary = Summary::of(&members, &self.node_id);
+                let summary = Summary::of(&members, &self.node_id).after(view.summary.as_ref());
                 self.metrics.view(&members, &summary);
                 view.summary = Some(summary);
                 view.members = members;

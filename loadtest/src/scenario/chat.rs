@@ -522,7 +522,7 @@ impl User {
                 () = sleep_until(*due), if typing => {
                     let room = self.rooms[(self.rng.next_u64() % self.rooms.len() as u64) as usize];
                     let seq = outcome.sent.entry((self.id, room)).or_default();
-                    let scheduled = due.into_std().duration_since(self.shared.live.epoch).as_micros() as u64;
+                    let scheduled = self.common.latency_from.stamp(*due, self.shared.live.epoch);
                     let frame = Frame::new(Command::Send)
                         .with_header("destination", format!("{}{room}", self.prefix))
                         .with_header(stats::PUBLISHER, self.id.to_string())

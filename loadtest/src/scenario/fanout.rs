@@ -175,6 +175,8 @@ pub async fn run(config: FanoutConfig) -> Report {
             prefix: config.destination_prefix.clone(),
             topics: config.topics,
             body: body.clone(),
+            latency_from: common.latency_from,
+            pinned: false,
         };
         publishers.push(tokio::spawn(publisher.run(live.clone())));
     }

@@ -50,6 +50,33 @@ pub struct Common {
     /// i modulo their number (in the whole run's numbering), so rooms span
     /// the nodes. Empty: every connection goes to `target`.
     pub spread: Vec<Target>,
+    /// Measure delivery latency from the moment each message was sent
+    /// instead of the moment it was scheduled (see [`LatencyFrom`]).
+    pub latency_from: LatencyFrom,
+}
+
+/// Where a message's delivery latency starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyFrom {
+    /// When the open-loop schedule said to send it: a publisher that falls
+    /// behind counts against the server (no coordinated omission), but the
+    /// timer's granularity (up to a millisecond late) counts too.
+    #[default]
+    Scheduled,
+    /// When it was written to the socket: the server's own latency, for
+    /// sub-millisecond figures at rates the publisher keeps up with.
+    Sent,
+}
+
+impl LatencyFrom {
+    /// The stamp for a message due at `due`, in microseconds since `epoch`.
+    pub fn stamp(self, due: TokioInstant, epoch: std::time::Instant) -> u64 {
+        let at = match self {
+            LatencyFrom::Scheduled => due,
+            LatencyFrom::Sent => TokioInstant::now(),
+        };
+        at.into_std().duration_since(epoch).as_micros() as u64
+    }
 }
 
 impl Common {
@@ -252,6 +279,12 @@ pub struct OpenLoop {
     pub prefix: String,
     pub topics: usize,
     pub body: String,
+    pub latency_from: LatencyFrom,
+    /// Hold one `ack:client` subscription (on `<prefix>pin`, where nothing
+    /// is published): a node's rebalancing never moves such a session, so
+    /// the messages every loss is judged against keep flowing while
+    /// subscribers move.
+    pub pinned: bool,
 }
 
 impl OpenLoop {
@@ -267,6 +300,16 @@ impl OpenLoop {
                 return sent;
             }
         };
+        if self.pinned {
+            let pin = Frame::new(Command::Subscribe)
+                .with_header("id", "pin")
+                .with_header("destination", format!("{}pin", self.prefix))
+                .with_header("ack", "client");
+            if let Err(e) = client.send(&pin).await {
+                live.fail(format!("publisher_{}", e.cause()));
+                return sent;
+            }
+        }
         let spacing = Duration::from_secs_f64(1.0 / self.rate.max(0.001));
         let topics = self.topics.max(1) as u64;
         for k in 0u64.. {
@@ -279,7 +322,7 @@ impl OpenLoop {
             }
             let topic = ((u64::from(p) + k) % topics) as u32;
             let seq = sent.entry((p, topic)).or_default();
-            let scheduled = due.into_std().duration_since(live.epoch).as_micros() as u64;
+            let scheduled = self.latency_from.stamp(due, live.epoch);
             let frame = Frame::new(Command::Send)
                 .with_header("destination", format!("{}{topic}", self.prefix))
                 .with_header(stats::PUBLISHER, p.to_string())

@@ -20,7 +20,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use hdrhistogram::Histogram;
@@ -57,6 +57,10 @@ pub struct StormConfig {
     /// A reconnecting client first waits a uniformly random delay up to
     /// this.
     pub jitter: Duration,
+    /// Clients and publishers start on the first this many nodes (all when
+    /// 0); the others join later (a scale-out), and clients reach them only
+    /// by reconnecting.
+    pub start_on: usize,
 }
 
 /// What the storm did.
@@ -87,6 +91,50 @@ pub struct StormFigures {
     pub connects_per_s_by_node: Vec<f64>,
     /// The most reconnects each node took in one second of the storm.
     pub peak_connects_per_s_by_node: Vec<u64>,
+    /// Every client back: when its connection broke and when it was back
+    /// (milliseconds since the Unix epoch, so the reports of worker
+    /// processes merge and a script can split them by the events it
+    /// caused), and the node it came back on.
+    #[serde(default)]
+    pub moves: Vec<Move>,
+}
+
+/// One client's way back: `[lost_ms, back_ms, node]`.
+pub type Move = [u64; 3];
+
+impl StormFigures {
+    /// Adds another worker's figures: counts add up, reconnect times come
+    /// from every worker's moves. What hangs on the kill's instant (taken
+    /// in one process) is kept from the first worker.
+    pub fn absorb(&mut self, other: &StormFigures) {
+        self.nodes = self.nodes.max(other.nodes);
+        self.clients_on_killed_node += other.clients_on_killed_node;
+        self.disconnected += other.disconnected;
+        self.back += other.back;
+        self.resumed_complete += other.resumed_complete;
+        self.resumed_gap += other.resumed_gap;
+        self.reconnect_failures += other.reconnect_failures;
+        self.moved_later += other.moved_later;
+        self.all_back_after_s = self.all_back_after_s.max(other.all_back_after_s);
+        self.moves.extend_from_slice(&other.moves);
+        let mut took = latency_histogram();
+        for [lost, back, _] in &self.moves {
+            let _ = took.record(back.saturating_sub(*lost).max(1) * 1000);
+        }
+        self.reconnect = Percentiles::of(&took);
+    }
+}
+
+/// Milliseconds since the Unix epoch at `at`, from one pairing of the two
+/// clocks.
+fn unix_ms(at: Instant, anchor: (Instant, SystemTime)) -> u64 {
+    let wall = if at >= anchor.0 {
+        anchor.1 + (at - anchor.0)
+    } else {
+        anchor.1 - (anchor.0 - at)
+    };
+    wall.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What every client task shares.
@@ -103,13 +151,15 @@ struct Shared {
     /// (node, when the connection broke, when it was back) of every
     /// client back.
     back: Mutex<Vec<(usize, Instant, Instant)>>,
+    /// One reading of both clocks, to write the moves in wall-clock time.
+    anchor: (Instant, SystemTime),
 }
 
 pub async fn run(config: StormConfig) -> Report {
     let common = &config.common;
     let live = Live::new();
     let sampler = live.spawn_sampler(common.progress);
-    let nodes = config.nodes.len().max(1);
+    let first_nodes = first_nodes(&config);
     let shared = Arc::new(Shared {
         live: live.clone(),
         nodes: config.nodes.clone(),
@@ -121,6 +171,7 @@ pub async fn run(config: StormConfig) -> Report {
         resumed_gap: AtomicU64::new(0),
         reconnect_failures: AtomicU64::new(0),
         back: Mutex::default(),
+        anchor: (Instant::now(), SystemTime::now()),
     });
     let topics: Vec<u32> = (0..config.clients)
         .map(|i| (i % config.topics.max(1)) as u32)
@@ -141,15 +192,20 @@ pub async fn run(config: StormConfig) -> Report {
         let client = StormClient {
             index: i,
             topic,
-            node: i % nodes,
+            node: i % first_nodes,
             source: common.source(i),
             shared: shared.clone(),
         };
         clients.push(tokio::spawn(client.run(ready_tx, stop_rx)));
     }
     let mut subscribed = 0;
+    // A client that never subscribed expects nothing: it is counted among
+    // the failed connections, not as loss.
+    let mut joined = Vec::with_capacity(config.clients);
     for r in ready {
-        subscribed += u64::from(r.await.unwrap_or(false));
+        let ok = r.await.unwrap_or(false);
+        subscribed += u64::from(ok);
+        joined.push(ok);
     }
 
     let publish_start = Instant::now();
@@ -175,7 +231,11 @@ pub async fn run(config: StormConfig) -> Report {
     for p in 0..config.publishers {
         // Never on the node that dies: its messages would die with it
         // before Redis saw them, which no client could recover.
-        let node = if nodes > 1 { 1 + p % (nodes - 1) } else { 0 };
+        let node = if first_nodes > 1 {
+            1 + p % (first_nodes - 1)
+        } else {
+            0
+        };
         let publisher = OpenLoop {
             publisher: p as u32,
             target: config.nodes[node].clone(),
@@ -186,6 +246,8 @@ pub async fn run(config: StormConfig) -> Report {
             prefix: config.destination_prefix.clone(),
             topics: config.topics,
             body: body.clone(),
+            latency_from: common.latency_from,
+            pinned: true,
         };
         publishers.push(tokio::spawn(publisher.run(live.clone())));
     }
@@ -207,6 +269,12 @@ pub async fn run(config: StormConfig) -> Report {
         observed.push(c.await.unwrap_or_default());
     }
     sampler.abort();
+    let (observed, topics): (Vec<Observed>, Vec<u32>) = observed
+        .into_iter()
+        .zip(topics)
+        .zip(joined)
+        .filter_map(|(pair, ok)| ok.then_some(pair))
+        .unzip();
     let deliveries = tally(&observed, &topics, &sent);
     let killed_at = *killed_at.lock().unwrap();
     let storm = figures(&config, &shared, killed_at);
@@ -238,10 +306,20 @@ pub async fn run(config: StormConfig) -> Report {
     }
 }
 
+/// How many nodes the clients and publishers start on.
+fn first_nodes(config: &StormConfig) -> usize {
+    let nodes = config.nodes.len().max(1);
+    match config.start_on {
+        0 => nodes,
+        n => n.min(nodes),
+    }
+}
+
 fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) -> StormFigures {
     let back = shared.back.lock().unwrap();
-    let by_the_kill =
-        |lost: &Instant| killed_at.is_some_and(|k| *lost <= k + Duration::from_secs(1));
+    let by_the_kill = |lost: &Instant| {
+        killed_at.is_some_and(|k| *lost >= k && *lost <= k + Duration::from_secs(1))
+    };
     let last_back = back
         .iter()
         .filter(|(_, lost, _)| by_the_kill(lost))
@@ -270,7 +348,10 @@ fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) ->
     }
     StormFigures {
         nodes: config.nodes.len() as u64,
-        clients_on_killed_node: config.clients.div_ceil(config.nodes.len().max(1)) as u64,
+        clients_on_killed_node: match config.kill_pid {
+            Some(_) => config.clients.div_ceil(first_nodes(config)) as u64,
+            None => 0,
+        },
         disconnected: shared.disconnected.load(Ordering::Relaxed),
         back: back.len() as u64,
         resumed_complete: shared.resumed_complete.load(Ordering::Relaxed),
@@ -284,6 +365,16 @@ fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) ->
             .map(|&n| n as f64 / span.as_secs_f64().max(0.001))
             .collect(),
         peak_connects_per_s_by_node: peak,
+        moves: back
+            .iter()
+            .map(|(node, lost, at)| {
+                [
+                    unix_ms(*lost, shared.anchor),
+                    unix_ms(*at, shared.anchor),
+                    *node as u64,
+                ]
+            })
+            .collect(),
     }
 }
 
