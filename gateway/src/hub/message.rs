@@ -48,7 +48,12 @@ impl EncodedMessage {
                 + publication.body.len(),
         );
         buf.put_slice(b"MESSAGE\ndestination:");
-        put_value(&publication.destination, escaping, &mut buf);
+        // A routed user destination shows as its subscribers asked for it.
+        put_value(
+            &auth::destination::user_display(&publication.destination),
+            escaping,
+            &mut buf,
+        );
         buf.put_slice(b"\nmessage-id:");
         put_value(&publication.message_id, escaping, &mut buf);
         buf.put_u8(b'\n');

@@ -199,8 +199,9 @@ impl Session {
     /// Whether a restored subscription to `destination` may still be held:
     /// the same checks a SUBSCRIBE passes.
     fn may_subscribe(&self, destination: &str) -> Result<(), StompError> {
-        self.check_destination(destination)?;
-        self.authorize(Action::Subscribe, destination)?;
+        let asked = self.subscribed_as(destination)?;
+        self.check_destination(&asked)?;
+        self.authorize(Action::Subscribe, &asked)?;
         self.check_wildcard_support(destination)
     }
 }

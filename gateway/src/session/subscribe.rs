@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use auth::{destination::has_allowed_prefix, Action};
+use auth::{
+    destination::{has_allowed_prefix, user_display, user_of, user_subscription, USER_PREFIX},
+    Action,
+};
 use broker_bridge::{pattern::is_wildcard, Position, SubscriptionReady};
 use stomp::{Command, Frame, Version};
 
@@ -38,10 +41,14 @@ impl Session {
     /// Joins the subscription, or says what it waits for.
     pub(super) fn subscribe(&mut self, frame: &Frame) -> Result<Joining, StompError> {
         let id = required(frame, "id")?;
-        let destination = required(frame, "destination")?;
-        self.check_destination(destination)?;
-        self.authorize(Action::Subscribe, destination)?;
-        self.check_wildcard_support(destination)?;
+        let asked = required(frame, "destination")?;
+        self.check_destination(asked)?;
+        self.authorize(Action::Subscribe, asked)?;
+        self.check_wildcard_support(asked)?;
+        // Under `/user/`, the subscription joins the user's own routed
+        // destination; everything below works on that one.
+        let routed = self.user_route(asked)?;
+        let destination: &str = &routed;
         let ack_header = frame.header("ack").unwrap_or("auto");
         let ack = AckMode::parse(ack_header).ok_or_else(|| {
             StompError::new("invalid ack mode").detail(format!(
@@ -230,6 +237,38 @@ impl Session {
         self.acks.forget_subscription(subscription.key);
     }
 
+    /// The destination a SUBSCRIBE to `asked` joins: under `/user/`, this
+    /// session's user's own (see [`auth::destination::USER_PREFIX`]).
+    pub(super) fn user_route<'a>(
+        &self,
+        asked: &'a str,
+    ) -> Result<std::borrow::Cow<'a, str>, StompError> {
+        let user = self.principal.as_ref().map(|p| &*p.user);
+        user_subscription(asked, user).map_err(|e| {
+            StompError::new("invalid destination")
+                .detail(e.to_string())
+                .header("destination", asked)
+        })
+    }
+
+    /// What a client subscribed to, for a joined destination: a routed
+    /// user destination only if it is this session's user's, shown as the
+    /// client asked for it (`/user/alice/queue/x` → `/user/queue/x`).
+    pub(super) fn subscribed_as<'a>(
+        &self,
+        joined: &'a str,
+    ) -> Result<std::borrow::Cow<'a, str>, StompError> {
+        let Some(owner) = user_of(joined) else {
+            return Ok(joined.into());
+        };
+        if self.principal.as_ref().is_some_and(|p| &*p.user == owner) {
+            return Ok(user_display(joined));
+        }
+        Err(StompError::new("access denied")
+            .detail("a user destination belongs to another user".to_string())
+            .reason(CloseReason::Forbidden))
+    }
+
     /// The destination lies under a configured prefix.
     pub(super) fn check_destination(&self, destination: &str) -> Result<(), StompError> {
         let prefixes = &self.ctx.settings.destination_prefixes;
@@ -258,7 +297,20 @@ impl Session {
         let Some(principal) = &self.principal else {
             return Ok(());
         };
-        let allowed = principal.grants.allows(action, destination);
+        // A SEND to a user destination is also allowed by a grant for
+        // every user's: `/user/*/queue/inbox` covers `/user/bob/queue/inbox`.
+        let any_user = (action == Action::Send)
+            .then(|| {
+                user_of(destination).map(|user| {
+                    format!(
+                        "{USER_PREFIX}*{}",
+                        &destination[USER_PREFIX.len() + user.len()..]
+                    )
+                })
+            })
+            .flatten();
+        let allowed = principal.grants.allows(action, destination)
+            || any_user.is_some_and(|d| principal.grants.allows(action, &d));
         self.ctx.metrics.authorization(action, allowed);
         if allowed {
             return Ok(());
