@@ -129,6 +129,8 @@ pub struct Metrics {
     registry: Registry,
     pub connections_current: IntGauge,
     pub connections_opened: IntCounter,
+    /// Tokens replaced on a live connection (`SEND` to `/gateway/token`).
+    pub token_refreshes: IntCounter,
     closed: Vec<IntCounter>,
     frames_in: Vec<IntCounter>,
     frames_out: Vec<IntCounter>,
@@ -216,6 +218,10 @@ impl Metrics {
             connections_opened: counter(
                 "gateway_connections_opened_total",
                 "WebSocket connections opened",
+            ),
+            token_refreshes: counter(
+                "gateway_token_refreshes_total",
+                "Tokens replaced on a live connection by a SEND to /gateway/token",
             ),
             closed: CloseReason::ALL
                 .iter()

@@ -140,6 +140,42 @@ async fn stompjs_client_on_node() {
     .await;
 }
 
+/// stompjs with per-user destinations and an in-place token refresh: two
+/// connections of alice get what carol sends to `/user/alice/queue/inbox`,
+/// bob's gets nothing, and alice's refreshed connection keeps receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_user_destinations_and_token_refresh() {
+    let dir = TempDir::new("interop-user");
+    let secret = "interop-secret-0123456789abcdef-0123456789";
+    let secret_file = dir.write("jwt.secret", secret);
+    let token = |user: &str, subscribe: &[&str], send: &[&str]| {
+        let claims = serde_json::json!({
+            "sub": user,
+            "exp": unix_now() + 600,
+            "stomp": { "sub": subscribe, "send": send },
+        });
+        hs256(&claims, secret)
+    };
+    let inbox = ["/user/queue/inbox"];
+    let (alice, bob) = (token("alice", &inbox, &[]), token("bob", &inbox, &[]));
+    let carol = token("carol", &[], &["/user/*/queue/inbox"]);
+    let fresh = token("alice", &inbox, &[]);
+    run_check_with(
+        PathBuf::from("node"),
+        "stompjs_user.mjs",
+        "stompjs user destinations: OK",
+        &[
+            "--jwt-secret-file",
+            &secret_file,
+            "--destination-prefix",
+            "/topic/,/user/",
+        ],
+        "ws",
+        &[&alice, &bob, &carol, &fresh],
+    )
+    .await;
+}
+
 /// Crash recovery with a real client: it subscribes on node A (the gateway
 /// binary) and processes a message on each destination; node A is
 /// SIGKILLed; 20 messages per destination are published through node B;

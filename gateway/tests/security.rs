@@ -479,6 +479,79 @@ async fn expired_token_closes_the_connection_unless_allowed() {
     assert_eq!(f.command, Command::Receipt, "still open after exp: {f:?}");
 }
 
+/// A SEND of a fresh token to `/gateway/token` keeps a connection past
+/// its first token's expiry, with its subscriptions; a token for another
+/// user, or one whose grants no longer cover a held subscription, ends the
+/// connection with an ERROR; without a refresh the expiry still closes it.
+#[tokio::test]
+async fn a_token_refreshed_in_place_keeps_the_connection_and_its_subscriptions() {
+    let dir = TempDir::new("refresh");
+    let gw = hs256_gateway(&dir, &[]).await;
+    let short = |user: &str, subscribe: &[&str], send: &[&str], secs: u64| {
+        let mut c = claims(user, subscribe, send);
+        c["exp"] = json!(unix_now() + secs);
+        hs256(&c, SECRET)
+    };
+    let room = ["/topic/refresh.room"];
+    let (mut c, reply) = connect_with(&gw, &short("grace", &room, &room, 2)).await;
+    assert_eq!(reply.command, Command::Connected);
+    c.subscribe("0", "/topic/refresh.room", "auto").await;
+    c.send(
+        Command::Send,
+        &[("destination", "/gateway/token"), ("receipt", "refreshed")],
+        short("grace", &room, &room, 3600).as_bytes(),
+    )
+    .await;
+    let r = c.frame().await;
+    assert_eq!(r.command, Command::Receipt, "{r:?}");
+    assert_eq!(r.header("receipt-id"), Some("refreshed"));
+    // Past the first token's expiry: still open, still subscribed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.send(
+        Command::Send,
+        &[("destination", "/topic/refresh.room")],
+        b"after the old expiry",
+    )
+    .await;
+    let m = c.frame().await;
+    assert_eq!(m.command, Command::Message, "{m:?}");
+    assert_eq!(&m.body[..], b"after the old expiry");
+    let text = gw.node.metrics().render(0, 0);
+    assert!(
+        text.contains("gateway_token_refreshes_total 1"),
+        "refresh not counted"
+    );
+
+    // Another user's token: refused, the connection ends.
+    c.send(
+        Command::Send,
+        &[("destination", "/gateway/token")],
+        short("mallory", &room, &room, 3600).as_bytes(),
+    )
+    .await;
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("authentication failed"), "{e:?}");
+    c.expect_closed().await;
+
+    // A token that no longer allows a held subscription: ERROR naming it.
+    let (mut c, _) = connect_with(&gw, &short("grace", &room, &room, 3600)).await;
+    c.subscribe("0", "/topic/refresh.room", "auto").await;
+    c.send(
+        Command::Send,
+        &[("destination", "/gateway/token")],
+        short("grace", &["/topic/other"], &[], 3600).as_bytes(),
+    )
+    .await;
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("access denied"), "{e:?}");
+    assert_eq!(e.header("destination"), Some("/topic/refresh.room"));
+
+    // Without a refresh, the expiry still closes the connection.
+    let (mut c, _) = connect_with(&gw, &short("grace", &room, &room, 2)).await;
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("token expired"));
+}
+
 #[tokio::test]
 async fn origin_allow_list_blocks_cross_site_upgrades() {
     // Default: only the gateway's own host.

@@ -198,7 +198,7 @@ impl Session {
 
     /// Whether a restored subscription to `destination` may still be held:
     /// the same checks a SUBSCRIBE passes.
-    fn may_subscribe(&self, destination: &str) -> Result<(), StompError> {
+    pub(super) fn may_subscribe(&self, destination: &str) -> Result<(), StompError> {
         let asked = self.subscribed_as(destination)?;
         self.check_destination(&asked)?;
         self.authorize(Action::Subscribe, &asked)?;

@@ -23,6 +23,7 @@ mod error;
 mod handoff;
 pub mod heartbeat;
 mod output;
+mod refresh;
 mod send;
 mod subscribe;
 #[cfg(test)]
@@ -32,6 +33,7 @@ mod transactions;
 use std::sync::Arc;
 
 use broker_bridge::Position;
+pub use refresh::TOKEN_DESTINATION;
 use stomp::{Command, Frame, Version};
 
 pub use acks::AckMode;

@@ -15,6 +15,9 @@ use super::{required, Session, StompError};
 impl Session {
     pub(super) fn send(&mut self, frame: Frame) -> Result<(), StompError> {
         let destination = required(&frame, "destination")?;
+        if destination == super::TOKEN_DESTINATION {
+            return self.refresh_token(&frame);
+        }
         self.check_destination(destination)?;
         if is_wildcard(destination) {
             return Err(StompError::new("invalid destination").detail(format!(
