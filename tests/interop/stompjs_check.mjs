@@ -32,7 +32,8 @@
 // "stompjs interop: OK (<n> messages)" and exits 0.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { failureFor } from './failure.mjs';
 
 const STEP_TIMEOUT_MS = 10_000; // every single wait
 const OVERALL_TIMEOUT_MS = 90_000; // hard stop for the whole script (plus --idle)
@@ -47,18 +48,9 @@ const BINARY_BODY = Uint8Array.from([0xff, 0x00, 0xfe]); // not valid UTF-8, con
 // backslash, backslash, c come out as "\:" instead of "\c".
 const ESCAPED_VALUE = 'key:value\\path\nline2';
 const PREFIX = 'stompjs interop';
-
-function fail(reason) {
-  // synchronous write, then exit at once (also from callbacks and timers)
-  try {
-    writeSync(2, `${PREFIX}: FAIL: ${reason}\n`);
-  } finally {
-    process.exit(1);
-  }
-}
-
-process.on('uncaughtException', err => fail(`unexpected exception: ${err && err.stack ? err.stack : err}`));
-process.on('unhandledRejection', err => fail(`unexpected rejection: ${err && err.stack ? err.stack : err}`));
+// The check's own watchdog (below, once --idle is known) comes first; this one is the
+// backstop beyond the longest --idle.
+const fail = failureFor(PREFIX, OVERALL_TIMEOUT_MS + 61_000);
 
 // ---- arguments ---------------------------------------------------------------------------
 const USAGE = 'usage: node stompjs_check.mjs [-v] [--idle SECONDS] ws://HOST:PORT/PATH';

@@ -18,23 +18,13 @@
 // Every message must arrive exactly once and in order. Prints "stompjs crash recovery: OK".
 
 import { createInterface } from 'node:readline';
-import { writeSync } from 'node:fs';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
+import { failureFor } from './failure.mjs';
 
 const PREFIX = 'stompjs crash recovery';
 const MISSED = 20;
-
-function fail(reason) {
-  try {
-    writeSync(2, `${PREFIX}: FAIL: ${reason}\n`);
-  } finally {
-    process.exit(1);
-  }
-}
-process.on('uncaughtException', err => fail(`unexpected exception: ${err && err.stack ? err.stack : err}`));
-process.on('unhandledRejection', err => fail(`unexpected rejection: ${err && err.stack ? err.stack : err}`));
-setTimeout(() => fail('overall timeout: not done after 60 s'), 60_000).unref();
+const fail = failureFor(PREFIX, 60_000);
 
 const [urlA, urlB] = process.argv.slice(2);
 if (!urlA || !urlB) {

@@ -12,22 +12,12 @@
 // /gateway/token, with a receipt) and still gets carol's next message on the same connection.
 // Every wait is bounded; prints "stompjs user destinations: OK" and exits 0 on success.
 
-import { writeSync } from 'node:fs';
+import { failureFor } from './failure.mjs';
 
 const STEP_TIMEOUT_MS = 10_000;
 const QUIET_MS = 1_000;
 const PREFIX = 'stompjs user destinations';
-
-function fail(reason) {
-  try {
-    writeSync(2, `${PREFIX}: FAIL: ${reason}\n`);
-  } finally {
-    process.exit(1);
-  }
-}
-process.on('uncaughtException', err => fail(`unexpected exception: ${err && err.stack ? err.stack : err}`));
-process.on('unhandledRejection', err => fail(`unexpected rejection: ${err && err.stack ? err.stack : err}`));
-setTimeout(() => fail('overall timeout'), 60_000).unref();
+const fail = failureFor(PREFIX, 60_000);
 
 const [aliceToken, bobToken, carolToken, aliceFresh, url] = process.argv.slice(2);
 if (!url) {
