@@ -709,3 +709,65 @@ async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
         .collect();
     assert!(missing.is_empty(), "used but not exported: {missing:?}");
 }
+
+/// `POST /v1/users/{user}/disconnect`: with a token granting SEND on the
+/// gateways' control destination, the api closes every connection of that
+/// user on a gateway (ERROR `disconnected` with the reason); another user
+/// stays; a token without the grant gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
+    let (pg, redis) = (Postgres::start().await, RedisServer::start().await);
+    let dir = std::env::temp_dir().join(format!("api-disconnect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let secret = secret.to_str().unwrap();
+    let gw = gateway(&redis, "/topic/chat.#", &["--jwt-secret-file", secret]).await;
+    let api = ApiProcess::start(&pg, &redis, &["--jwt-secret-file", secret]).await;
+    let connect = |user: &str| {
+        let mut target = loadtest::client::Target::parse(&format!("ws://{}/ws", gw.addr)).unwrap();
+        target.token = Some(token(user, &[ROOM], &[], 3600));
+        async move {
+            loadtest::client::Client::connect(&target, None)
+                .await
+                .expect("stomp connect")
+        }
+    };
+    let mut alice = connect("alice").await;
+    let mut bob = connect("bob").await;
+    sleep(Duration::from_millis(300)).await;
+
+    let path = "/v1/users/alice/disconnect";
+    let body = br#"{"reason":"account suspended"}"#;
+    let plain = format!("Bearer {}", token("ops", &[], &[ROOM], 3600));
+    let (status, reply) = http(
+        api.addr,
+        "POST",
+        path,
+        &[("Authorization", &plain)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 403, "{reply}");
+    let admin = format!("Bearer {}", token("ops", &[], &["/gateway/control"], 3600));
+    let (status, reply) = http(
+        api.addr,
+        "POST",
+        path,
+        &[("Authorization", &admin)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["user"], "alice");
+
+    let error = alice.frame_within(WAIT).await.expect("ERROR");
+    assert_eq!(error.command, stomp::Command::Error, "{error:?}");
+    assert_eq!(error.header("message"), Some("disconnected"));
+    assert_eq!(error.header("reason"), Some("account suspended"));
+    assert!(
+        bob.frame_within(Duration::from_millis(500)).await.is_err(),
+        "bob was disconnected too"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod drain;
 pub mod hub;
 pub mod metrics;
@@ -102,6 +103,10 @@ impl Gateway {
             );
         }
         let sweeper = tokio::spawn(resume::sweeper(self.node.resume().clone()));
+        let control = tokio::spawn(control::run(
+            self.node.registry().clone(),
+            self.node.roster().clone(),
+        ));
         // Not stopped with the listener: through a drain the node goes on
         // reporting itself draining, so the fleet holds its shedding. It
         // ends when the node is dropped.
@@ -109,6 +114,7 @@ impl Gateway {
         let server = self.node.server().clone();
         transport::listener::serve(self.listener, server, self.tls, stop).await;
         sweeper.abort();
+        control.abort();
     }
 }
 

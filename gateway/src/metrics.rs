@@ -41,10 +41,13 @@ pub enum CloseReason {
     TokenExpired,
     /// The node held more than its share of the fleet and moved it away.
     Rebalance,
+    /// A backend disconnected its user (the api's
+    /// `POST /v1/users/{user}/disconnect`).
+    Disconnected,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Client,
         CloseReason::ProtocolError,
         CloseReason::SlowConsumer,
@@ -56,6 +59,7 @@ impl CloseReason {
         CloseReason::RateLimited,
         CloseReason::TokenExpired,
         CloseReason::Rebalance,
+        CloseReason::Disconnected,
     ];
 
     /// The `reason` label value.
@@ -72,6 +76,7 @@ impl CloseReason {
             CloseReason::RateLimited => "rate_limited",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::Rebalance => "rebalance",
+            CloseReason::Disconnected => "disconnected",
         }
     }
 }

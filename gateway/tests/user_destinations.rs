@@ -225,3 +225,61 @@ async fn a_user_subscription_resumes_with_what_was_sent_meanwhile() {
         "a duplicate after the replay"
     );
 }
+
+/// A backend's `disconnect-user` command (published to
+/// `/gateway/control`, as the api's `POST /v1/users/{user}/disconnect`
+/// does) closes every connection of that user on every node with ERROR
+/// `disconnected` and the reason; other users stay; no client may use the
+/// control destination itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_a_user_closes_its_connections_on_every_node() {
+    let dir = TempDir::new("disconnect-user");
+    let redis = RedisServer::start().await;
+    let a = node(&dir, &redis, "a").await;
+    let b = node(&dir, &redis, "b").await;
+    let alice = token("alice", &["/topic/room"], &["/gateway/control"]);
+    let mut alice_a = login(&a, &alice).await;
+    let mut alice_b = login(&b, &alice).await;
+    let mut bob = login(&a, &token("bob", &["/topic/room"], &[])).await;
+    // The control destination is the gateway's, whatever the grants say.
+    alice_a
+        .send(
+            Command::Send,
+            &[("destination", "/gateway/control")],
+            br#"{"action":"disconnect-user","user":"bob"}"#,
+        )
+        .await;
+    let e = alice_a.expect_error().await;
+    assert_eq!(e.header("message"), Some("reserved destination"), "{e:?}");
+    let mut alice_a = login(&a, &alice).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.node
+        .broker()
+        .publish(broker_bridge::Publication {
+            destination: "/gateway/control".into(),
+            message_id: "backend-1".into(),
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(
+                br#"{"action":"disconnect-user","user":"alice","reason":"account suspended"}"#,
+            ),
+            position: None,
+        })
+        .unwrap();
+    for c in [&mut alice_a, &mut alice_b] {
+        let e = c.expect_error().await;
+        assert_eq!(e.header("message"), Some("disconnected"), "{e:?}");
+        assert_eq!(e.header("reason"), Some("account suspended"));
+        assert!(e.header("resume-token").is_none(), "no way back: {e:?}");
+        c.expect_closed().await;
+    }
+    for gw in [&a, &b] {
+        assert_eq!(
+            gw.node
+                .metrics()
+                .closed(gateway::metrics::CloseReason::Disconnected),
+            1
+        );
+    }
+    bob.subscribe("0", "/topic/room", "auto").await;
+}

@@ -240,15 +240,7 @@ pub async fn publish(
         ));
     }
     let stomp_headers = message_headers(message.headers, message.content_type, caller.as_ref())?;
-    let published = state
-        .publisher
-        .publish(&destination, stomp_headers, payload)
-        .await
-        .map_err(|e| {
-            state.metrics.failed(Dependency::Redis);
-            ApiError::unavailable("redis", e)
-        })?;
-    state.metrics.succeeded(Dependency::Redis);
+    let published = publish_through_redis(&state, &destination, stomp_headers, payload).await?;
     state.metrics.published.inc();
     let durable = published.position.is_some();
     Ok((
@@ -260,6 +252,25 @@ pub async fn publish(
             durable,
         }),
     ))
+}
+
+/// Publishes through Redis, counting Redis's health either way.
+pub(super) async fn publish_through_redis(
+    state: &AppState,
+    destination: &str,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+) -> Result<crate::publish::Published, ApiError> {
+    let published = state
+        .publisher
+        .publish(destination, headers, body)
+        .await
+        .map_err(|e| {
+            state.metrics.failed(Dependency::Redis);
+            ApiError::unavailable("redis", e)
+        })?;
+    state.metrics.succeeded(Dependency::Redis);
+    Ok(published)
 }
 
 /// The STOMP headers of a published message: the caller's, checked, plus
@@ -347,7 +358,7 @@ fn checked_destination(
 }
 
 /// The caller, if it may do `action` on `destination`.
-fn authorize(
+pub(super) fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     action: Action,

@@ -3,6 +3,7 @@
 mod error;
 mod messages;
 mod ops;
+mod users;
 
 use std::sync::{atomic::AtomicBool, Arc};
 
@@ -51,6 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/destinations/{destination}/messages",
             get(messages::history).post(messages::publish),
+        )
+        .route(
+            "/v1/users/{user}/disconnect",
+            axum::routing::post(users::disconnect),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

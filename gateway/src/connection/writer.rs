@@ -74,6 +74,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return;
             }
             Some(CloseRequest::Rebalance) => self.outbound.cancel_shed(),
+            Some(CloseRequest::Disconnect) => {
+                // What was queued goes out first; no resume token: the
+                // backend wants this user gone.
+                self.write_queued(usize::MAX);
+                let reason = self.outbound.disconnect_reason().to_string();
+                self.fail(
+                    StompError::new("disconnected")
+                        .detail(reason.clone())
+                        .header("reason", reason)
+                        .reason(CloseReason::Disconnected),
+                );
+                return;
+            }
             None => {}
         }
         self.write_queued(self.ctx.settings.max_write_buffer);

@@ -98,6 +98,12 @@ impl EncodedMessage {
         &self.bytes[self.split..]
     }
 
+    /// The body alone.
+    pub fn body(&self) -> &[u8] {
+        let tail = self.tail();
+        &tail[1..tail.len() - 1]
+    }
+
     pub fn len(&self) -> usize {
         self.bytes.len()
     }

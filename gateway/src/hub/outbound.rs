@@ -43,6 +43,11 @@ pub struct Outbound {
     /// A [`Movability`] as its `u8`, kept up to date by the session so the
     /// rebalancer can choose whom to shed without touching sessions.
     movability: AtomicU8,
+    /// The authenticated user, set at CONNECT, so a backend can disconnect
+    /// every connection of one user without touching sessions.
+    user: OnceLock<Box<str>>,
+    /// Why a backend disconnected it (with [`CloseRequest::Disconnect`]).
+    disconnect_reason: OnceLock<Box<str>>,
     waker: AtomicWaker,
 }
 
@@ -53,6 +58,8 @@ pub enum CloseRequest {
     Drain = 1,
     /// The node holds more than its share of the fleet's connections.
     Rebalance = 2,
+    /// A backend disconnected the connection's user.
+    Disconnect = 3,
 }
 
 /// How well a connection's session survives a move to another node; the
@@ -92,6 +99,8 @@ impl Outbound {
             closed: AtomicBool::new(false),
             close_request: AtomicU8::new(0),
             movability: AtomicU8::new(Movability::Pinned as u8),
+            user: OnceLock::new(),
+            disconnect_reason: OnceLock::new(),
             waker: AtomicWaker::new(),
         })
     }
@@ -161,10 +170,14 @@ impl Outbound {
     }
 
     /// Asks the connection to flush what is queued and close (drain). A
-    /// drain overrides a rebalance request not yet acted on.
+    /// drain overrides a rebalance request not yet acted on, not a
+    /// backend's disconnect.
     pub fn request_close(&self) {
-        self.close_request
-            .store(CloseRequest::Drain as u8, Ordering::Release);
+        let _ = self
+            .close_request
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current != CloseRequest::Disconnect as u8).then_some(CloseRequest::Drain as u8)
+            });
         self.waker.wake();
     }
 
@@ -187,6 +200,29 @@ impl Outbound {
         asked
     }
 
+    /// Names the connection's authenticated user (once, at CONNECT).
+    pub fn set_user(&self, user: &str) {
+        let _ = self.user.set(user.into());
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.get().map(|u| &**u)
+    }
+
+    /// Asks the connection to close with ERROR `disconnected` and `reason`:
+    /// its user was disconnected by a backend. Overrides a drain or a
+    /// rebalance (neither of which should let the client resume).
+    pub fn request_disconnect(&self, reason: &str) {
+        let _ = self.disconnect_reason.set(reason.into());
+        self.close_request
+            .store(CloseRequest::Disconnect as u8, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn disconnect_reason(&self) -> &str {
+        self.disconnect_reason.get().map_or("", |r| &**r)
+    }
+
     /// Withdraws a rebalance request the connection cannot honour (its
     /// session stopped being movable); a drain request stays.
     pub fn cancel_shed(&self) {
@@ -207,6 +243,7 @@ impl Outbound {
         match self.close_request.load(Ordering::Acquire) {
             1 => Some(CloseRequest::Drain),
             2 => Some(CloseRequest::Rebalance),
+            3 => Some(CloseRequest::Disconnect),
             _ => None,
         }
     }

@@ -133,6 +133,9 @@ impl Session {
         let settings = &self.ctx.settings;
         let server_hb = (settings.heartbeat_send_ms, settings.heartbeat_recv_ms);
         self.phase = Phase::Connected;
+        if let Some(principal) = &self.principal {
+            self.outbound.set_user(&principal.user);
+        }
         let mut connected = Frame::new(Command::Connected)
             .with_header("version", self.version.as_str())
             .with_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1))

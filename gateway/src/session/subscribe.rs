@@ -17,6 +17,10 @@ use crate::{
     resume::{state::SavedSubscription, Planned, RESUME_FROM_HEADER},
 };
 
+/// Destinations the gateway keeps for itself (`/gateway/token`,
+/// `/gateway/control`), whatever `--destination-prefix` allows.
+const RESERVED_PREFIX: &str = "/gateway/";
+
 /// What [`Session::join_planned`] does with a subscription that has a gap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum JoinGap {
@@ -271,6 +275,11 @@ impl Session {
 
     /// The destination lies under a configured prefix.
     pub(super) fn check_destination(&self, destination: &str) -> Result<(), StompError> {
+        if destination.starts_with(RESERVED_PREFIX) {
+            return Err(StompError::new("reserved destination").detail(format!(
+                "{destination:?}: destinations under {RESERVED_PREFIX} are the gateway's own"
+            )));
+        }
         let prefixes = &self.ctx.settings.destination_prefixes;
         if has_allowed_prefix(prefixes, destination) {
             return Ok(());

@@ -1,0 +1,108 @@
+//! `POST /v1/users/{user}/disconnect`: closes every connection of one user
+//! on every gateway node (a banned user, a revoked token).
+//!
+//! The api publishes a `disconnect-user` command to the gateways' reserved
+//! control destination; each node closes that user's connections with
+//! ERROR `disconnected` and the reason, and parks nothing (no resume).
+//! Allowed to a caller whose token grants SEND on the control destination.
+
+use std::sync::Arc;
+
+use auth::Action;
+use axum::{
+    extract::{
+        rejection::{BytesRejection, PathRejection},
+        Path, State,
+    },
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+    Json,
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    messages::{authorize, publish_through_redis},
+    ApiError, AppState,
+};
+
+/// The gateways' control destination (`gateway::control`): no client can
+/// use it, every node subscribes to it.
+pub const CONTROL_DESTINATION: &str = "/gateway/control";
+/// The longest user id or reason accepted (both end up in STOMP headers).
+const MAX_TEXT: usize = 256;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Disconnect {
+    /// Shown to the client in the ERROR frame's `reason` header.
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Disconnecting {
+    user: String,
+    reason: String,
+    /// The command's message id on the control destination.
+    message_id: String,
+}
+
+pub async fn disconnect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    user: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(user) = user.map_err(|e| ApiError::bad_request("bad_user", e.body_text()))?;
+    check_text("user", &user, false)?;
+    authorize(&state, &headers, Action::Send, CONTROL_DESTINATION)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let request: Disconnect = if body.is_empty() {
+        Disconnect::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+    };
+    check_text("reason", &request.reason, true)?;
+    let command = serde_json::json!({
+        "action": "disconnect-user",
+        "user": user,
+        "reason": request.reason,
+    });
+    let published = publish_through_redis(
+        &state,
+        CONTROL_DESTINATION,
+        Vec::new(),
+        Bytes::from(command.to_string()),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Disconnecting {
+            user,
+            reason: request.reason,
+            message_id: published.message_id,
+        }),
+    ))
+}
+
+fn check_text(what: &'static str, text: &str, may_be_empty: bool) -> Result<(), ApiError> {
+    let why = if text.is_empty() && !may_be_empty {
+        "is empty"
+    } else if text.len() > MAX_TEXT {
+        "is too long"
+    } else if text.chars().any(char::is_control) {
+        "holds control characters"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::bad_request(
+        if what == "user" {
+            "bad_user"
+        } else {
+            "bad_body"
+        },
+        format!("the {what} {why} (at most {MAX_TEXT} bytes, no control characters)"),
+    ))
+}

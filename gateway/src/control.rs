@@ -1,0 +1,103 @@
+//! Commands from backends to every node, published to the reserved
+//! destination [`CONTROL_DESTINATION`] (the api's
+//! `POST /v1/users/{user}/disconnect` does it): each node subscribes to it
+//! like to any destination, so a command reaches every node through the
+//! cluster's pub/sub, and acts on its own connections.
+//!
+//! No client may SEND or SUBSCRIBE there (`/gateway/` is reserved
+//! whatever `--destination-prefix` says).
+
+use std::{future::poll_fn, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    hub::{Outbound, Registry, Subscriber},
+    roster::Roster,
+};
+
+/// Where backends publish commands for every node.
+pub const CONTROL_DESTINATION: &str = "/gateway/control";
+
+/// One command, the JSON body of a message to [`CONTROL_DESTINATION`].
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ControlCommand {
+    /// Close every connection of `user` on this node with ERROR
+    /// `disconnected` carrying `reason`; no resume.
+    DisconnectUser {
+        user: String,
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// Subscribes this node to the control destination and carries out what
+/// arrives, for the node's life.
+pub async fn run(registry: Arc<Registry>, roster: Arc<Roster>) {
+    let inbox = Outbound::new(4096);
+    registry.subscribe(
+        &Arc::from(CONTROL_DESTINATION),
+        Subscriber {
+            outbound: inbox.clone(),
+            key: 0,
+            escaping: true,
+        },
+    );
+    loop {
+        poll_fn(|cx| inbox.poll_ready(cx)).await;
+        while let Some(delivery) = inbox.pop() {
+            carry_out(delivery.message.body(), &roster);
+        }
+        if inbox.has_overflowed() {
+            // A flood of commands: some were dropped (and a full inbox
+            // would keep this loop awake), so say so and slow down.
+            tracing::error!("control commands arrive faster than this node carries them out");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Carries out one command; returns how many connections it touched.
+pub fn carry_out(body: &[u8], roster: &Roster) -> usize {
+    match serde_json::from_slice::<ControlCommand>(body) {
+        Ok(ControlCommand::DisconnectUser { user, reason }) => {
+            // A scan of the node's connections: commands are rare, and a
+            // per-user index would cost every connection memory.
+            let mut closed = 0;
+            for outbound in roster.snapshot() {
+                if outbound.user() == Some(user.as_str()) {
+                    outbound.request_disconnect(&reason);
+                    closed += 1;
+                }
+            }
+            tracing::info!(%user, %reason, connections = closed, "user disconnected by a backend");
+            closed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable control command; ignored");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_and_unknown_ones_are_refused() {
+        let c: ControlCommand = serde_json::from_str(
+            r#"{"action":"disconnect-user","user":"alice","reason":"banned"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            ControlCommand::DisconnectUser {
+                user: "alice".into(),
+                reason: "banned".into()
+            }
+        );
+        assert!(serde_json::from_str::<ControlCommand>(r#"{"action":"reboot"}"#).is_err());
+    }
+}
