@@ -82,6 +82,16 @@ impl Topic {
 type Table = HashMap<Arc<str>, Topic>;
 type Shard = Mutex<Table>;
 
+/// Destinations the gateway keeps for itself (`/gateway/token`,
+/// `/gateway/control`): no client may SEND or SUBSCRIBE there, whatever
+/// `--destination-prefix` allows, and the node's own subscriptions there
+/// are not counted as clients'.
+pub const RESERVED_PREFIX: &str = "/gateway/";
+
+fn is_reserved(destination: &str) -> bool {
+    destination.starts_with(RESERVED_PREFIX)
+}
+
 /// The node's subscription table.
 pub struct Registry {
     shards: Box<[Shard]>,
@@ -310,9 +320,14 @@ impl Registry {
         lists
     }
 
-    /// Destinations with at least one local subscriber.
+    /// Destinations with at least one local subscriber (the node's own,
+    /// under [`RESERVED_PREFIX`], not counted).
     pub fn destination_count(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum::<usize>() + self.patterns.lock().len()
+        self.shards
+            .iter()
+            .map(|s| s.lock().keys().filter(|d| !is_reserved(d)).count())
+            .sum::<usize>()
+            + self.patterns.lock().len()
     }
 
     /// Local subscriptions of open connections over all destinations (the
@@ -324,8 +339,9 @@ impl Registry {
             .chain(std::iter::once(&self.patterns))
             .map(|s| {
                 s.lock()
-                    .values()
-                    .flat_map(|t| t.subscribers.iter())
+                    .iter()
+                    .filter(|(d, _)| !is_reserved(d))
+                    .flat_map(|(_, t)| t.subscribers.iter())
                     .filter(|s| !s.outbound.is_closed())
                     .count()
             })

@@ -12,14 +12,10 @@ use stomp::{Command, Frame, Version};
 
 use super::{required, write_frame, AckMode, Output, Session, StompError, Subscription};
 use crate::{
-    hub::{message::subscription_header, Subscriber},
+    hub::{message::subscription_header, Subscriber, RESERVED_PREFIX},
     metrics::CloseReason,
     resume::{state::SavedSubscription, Planned, RESUME_FROM_HEADER},
 };
-
-/// Destinations the gateway keeps for itself (`/gateway/token`,
-/// `/gateway/control`), whatever `--destination-prefix` allows.
-const RESERVED_PREFIX: &str = "/gateway/";
 
 /// What [`Session::join_planned`] does with a subscription that has a gap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
