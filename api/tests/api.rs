@@ -771,3 +771,56 @@ async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `POST /v1/broadcast`: one message to several destinations, each
+/// published as a single POST would be; a bad or repeated destination
+/// refuses the whole request before anything is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_every_named_destination_or_none() {
+    let (pg, redis) = (Postgres::start().await, RedisServer::start().await);
+    let gw = gateway(&redis, "/topic/chat.#", &[]).await;
+    let api = ApiProcess::start(&pg, &redis, &["--durable", "/topic/chat.#"]).await;
+    let rooms = ["/topic/chat.a", "/topic/chat.b"];
+    let mut subscribers = Vec::new();
+    for room in rooms {
+        let mut c = stomp_client(&gw).await;
+        let subscribe = stomp::Frame::new(stomp::Command::Subscribe)
+            .with_header("id", "s")
+            .with_header("destination", room)
+            .with_header("receipt", "live");
+        c.send(&subscribe).await.unwrap();
+        assert_eq!(
+            c.frame_within(WAIT).await.unwrap().command,
+            stomp::Command::Receipt
+        );
+        subscribers.push(c);
+    }
+
+    let refused = [
+        json!({"destinations": [rooms[0], rooms[0]], "body": "x"}),
+        json!({"destinations": [rooms[0], "/elsewhere/x"], "body": "x"}),
+        json!({"destinations": [], "body": "x"}),
+    ];
+    for request in refused {
+        let body = serde_json::to_vec(&request).unwrap();
+        let (status, reply) = http(api.addr, "POST", "/v1/broadcast", &[], Some(&body)).await;
+        assert_eq!(status, 400, "{request} -> {reply}");
+    }
+    let request =
+        json!({"destinations": rooms, "body": "to both", "headers": {"x-kind": "notice"}});
+    let body = serde_json::to_vec(&request).unwrap();
+    let (status, reply) = http(api.addr, "POST", "/v1/broadcast", &[], Some(&body)).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["messages"].as_array().unwrap().len(), 2);
+    for (c, room) in subscribers.iter_mut().zip(rooms) {
+        let m = c.frame_within(WAIT).await.unwrap();
+        assert_eq!(m.command, stomp::Command::Message);
+        assert_eq!(m.header("destination"), Some(room));
+        assert_eq!(
+            &m.body[..],
+            b"to both",
+            "nothing refused earlier arrived first"
+        );
+        assert_eq!(m.header("x-kind"), Some("notice"));
+    }
+}

@@ -205,17 +205,105 @@ pub async fn publish(
 ) -> Result<impl IntoResponse, ApiError> {
     let destination = checked_destination(&state, destination)?;
     let caller = authorize(&state, &headers, Action::Send, &destination)?;
-    let body = body.map_err(|e| {
+    let body = request_body(body)?;
+    let message: NewMessage = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let payload = payload_of(&state, message.body, message.body_base64)?;
+    let stomp_headers = message_headers(message.headers, message.content_type, caller.as_ref())?;
+    let published = publish_through_redis(&state, &destination, stomp_headers, payload).await?;
+    state.metrics.published.inc();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::of(destination, published)),
+    ))
+}
+
+/// `POST /v1/broadcast`: one message to several destinations, each
+/// checked and authorized as a single publish would be, then published in
+/// the order given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBroadcast {
+    destinations: Vec<String>,
+    body: Option<String>,
+    body_base64: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// The most destinations one broadcast may name.
+const MAX_BROADCAST: usize = 100;
+
+pub async fn broadcast(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = request_body(body)?;
+    let request: NewBroadcast = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let count = request.destinations.len();
+    if count == 0 || count > MAX_BROADCAST {
+        return Err(ApiError::bad_request(
+            "bad_destination",
+            format!("name 1 to {MAX_BROADCAST} destinations, not {count}"),
+        ));
+    }
+    // Everything is checked before anything is published.
+    let mut caller = None;
+    let mut destinations = Vec::with_capacity(count);
+    for destination in request.destinations {
+        let destination = check_destination_text(&state, destination)?;
+        if destinations.contains(&destination) {
+            return Err(ApiError::bad_request(
+                "bad_destination",
+                format!("{destination:?} is named twice"),
+            ));
+        }
+        caller = authorize(&state, &headers, Action::Send, &destination)?;
+        destinations.push(destination);
+    }
+    let payload = payload_of(&state, request.body, request.body_base64)?;
+    let stomp_headers = message_headers(request.headers, request.content_type, caller.as_ref())?;
+    let mut messages = Vec::with_capacity(count);
+    for destination in destinations {
+        // A Redis failure midway answers 503; the destinations before it
+        // have their message.
+        let published =
+            publish_through_redis(&state, &destination, stomp_headers.clone(), payload.clone())
+                .await?;
+        state.metrics.published.inc();
+        messages.push(Accepted::of(destination, published));
+    }
+    Ok((StatusCode::ACCEPTED, Json(Broadcast { messages })))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Broadcast {
+    messages: Vec<Accepted>,
+}
+
+/// The request's body, or why it could not be read.
+fn request_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             "too_large"
         } else {
             "bad_body"
         };
         ApiError::new(e.status(), code, e.body_text())
-    })?;
-    let message: NewMessage = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
-    let payload = match (message.body, message.body_base64) {
+    })
+}
+
+/// The message body from exactly one of `body` (text) and `body_base64`,
+/// within `--max-body-bytes`.
+fn payload_of(
+    state: &AppState,
+    body: Option<String>,
+    body_base64: Option<String>,
+) -> Result<Bytes, ApiError> {
+    let payload = match (body, body_base64) {
         (Some(text), None) => Bytes::from(text),
         (None, Some(encoded)) => BASE64
             .decode(encoded.as_bytes())
@@ -239,19 +327,19 @@ pub async fn publish(
             ),
         ));
     }
-    let stomp_headers = message_headers(message.headers, message.content_type, caller.as_ref())?;
-    let published = publish_through_redis(&state, &destination, stomp_headers, payload).await?;
-    state.metrics.published.inc();
-    let durable = published.position.is_some();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
+    Ok(payload)
+}
+
+impl Accepted {
+    fn of(destination: String, published: crate::publish::Published) -> Accepted {
+        let durable = published.position.is_some();
+        Accepted {
             destination,
             message_id: published.message_id,
             position: published.position.map(|p| p.to_string()),
             durable,
-        }),
-    ))
+        }
+    }
 }
 
 /// Publishes through Redis, counting Redis's health either way.
@@ -335,6 +423,11 @@ fn checked_destination(
 ) -> Result<String, ApiError> {
     let Path(destination) =
         destination.map_err(|e| ApiError::bad_request("bad_destination", e.body_text()))?;
+    check_destination_text(state, destination)
+}
+
+/// `destination`, if it is one clients could use.
+fn check_destination_text(state: &AppState, destination: String) -> Result<String, ApiError> {
     let prefixes = &state.limits.destination_prefixes;
     let invalid = |why: String| {
         Err(ApiError::bad_request(

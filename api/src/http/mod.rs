@@ -53,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/destinations/{destination}/messages",
             get(messages::history).post(messages::publish),
         )
+        .route("/v1/broadcast", axum::routing::post(messages::broadcast))
         .route(
             "/v1/users/{user}/disconnect",
             axum::routing::post(users::disconnect),
