@@ -56,10 +56,7 @@ pub fn user_subscription<'a>(
 /// frames: without the user id (`/user/alice/queue/x` →
 /// `/user/queue/x`). Other destinations show as they are.
 pub fn user_display(destination: &str) -> std::borrow::Cow<'_, str> {
-    match destination
-        .strip_prefix(USER_PREFIX)
-        .and_then(|rest| rest.split_once('/'))
-    {
+    match split_user(destination) {
         Some((_user, rest)) => format!("{USER_PREFIX}{rest}").into(),
         None => destination.into(),
     }
@@ -67,8 +64,19 @@ pub fn user_display(destination: &str) -> std::borrow::Cow<'_, str> {
 
 /// The user a routed user destination belongs to.
 pub fn user_of(destination: &str) -> Option<&str> {
-    let rest = destination.strip_prefix(USER_PREFIX)?;
-    rest.split_once('/').map(|(user, _)| user)
+    split_user(destination).map(|(user, _)| user)
+}
+
+/// The same destination for every user (`/user/bob/queue/x` →
+/// `/user/*/queue/x`), the form a grant for all users' destinations
+/// takes.
+pub fn any_user(destination: &str) -> Option<String> {
+    split_user(destination).map(|(_user, rest)| format!("{USER_PREFIX}*/{rest}"))
+}
+
+/// A routed user destination's user and what follows it.
+fn split_user(destination: &str) -> Option<(&str, &str)> {
+    destination.strip_prefix(USER_PREFIX)?.split_once('/')
 }
 
 /// A user id that can be one path segment of a destination (the same rule
@@ -90,6 +98,10 @@ mod tests {
         assert_eq!(routed, "/user/alice/queue/notifications");
         assert_eq!(user_display(&routed), "/user/queue/notifications");
         assert_eq!(user_of(&routed), Some("alice"));
+        assert_eq!(
+            any_user(&routed).as_deref(),
+            Some("/user/*/queue/notifications")
+        );
         // Naming another user only reaches deeper into one's own space.
         let sneaky = user_subscription("/user/bob/queue/x", Some("alice")).unwrap();
         assert_eq!(sneaky, "/user/alice/bob/queue/x");
@@ -97,6 +109,7 @@ mod tests {
         assert_eq!(user_subscription("/topic/a", None).unwrap(), "/topic/a");
         assert_eq!(user_display("/topic/a"), "/topic/a");
         assert_eq!(user_of("/topic/a"), None);
+        assert_eq!(any_user("/topic/a"), None);
     }
 
     #[test]

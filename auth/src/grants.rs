@@ -73,13 +73,21 @@ impl Grants {
     }
 
     /// Whether `destination` (for SUBSCRIBE possibly a wildcard) falls
-    /// entirely within one of the patterns granted for `action`.
+    /// entirely within one of the patterns granted for `action`. A SEND to
+    /// a user destination is also allowed by a grant for every user's:
+    /// `/user/*/queue/inbox` covers `/user/bob/queue/inbox` (a SUBSCRIBE
+    /// under `/user/` is checked as the client wrote it, before routing).
     pub fn allows(&self, action: Action, destination: &str) -> bool {
-        let patterns = match action {
-            Action::Subscribe => &self.subscribe,
-            Action::Send => &self.send,
-        };
-        patterns.iter().any(|p| pattern::covers(p, destination))
+        let covered =
+            |patterns: &[Box<str>], d: &str| patterns.iter().any(|p| pattern::covers(p, d));
+        match action {
+            Action::Subscribe => covered(&self.subscribe, destination),
+            Action::Send => {
+                covered(&self.send, destination)
+                    || crate::destination::any_user(destination)
+                        .is_some_and(|d| covered(&self.send, &d))
+            }
+        }
     }
 }
 
@@ -144,5 +152,22 @@ mod tests {
         assert!(!g.allows(Action::Subscribe, "/topic/chat.#"));
         assert!(!g.allows(Action::Subscribe, "/topic/chat.*"));
         assert!(!g.allows(Action::Send, "/topic/chat.room43"));
+    }
+
+    #[test]
+    fn a_grant_for_every_users_destination_covers_each_user_for_send_only() {
+        let g = grants(
+            "carol",
+            &["/user/*/queue/inbox"],
+            &["/user/*/queue/inbox", "/user/bob/queue/chat"],
+        );
+        assert!(g.allows(Action::Send, "/user/alice/queue/inbox"));
+        assert!(g.allows(Action::Send, "/user/bob/queue/chat"));
+        assert!(!g.allows(Action::Send, "/user/alice/queue/chat"));
+        assert!(!g.allows(Action::Send, "/user/alice/queue/other"));
+        assert!(
+            !g.allows(Action::Subscribe, "/user/alice/queue/inbox"),
+            "SUBSCRIBE is checked as written, never widened to every user"
+        );
     }
 }

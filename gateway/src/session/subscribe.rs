@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use auth::{
-    destination::{has_allowed_prefix, user_display, user_of, user_subscription, USER_PREFIX},
+    destination::{has_allowed_prefix, user_display, user_of, user_subscription},
     Action,
 };
 use broker_bridge::{pattern::is_wildcard, Position, SubscriptionReady};
@@ -302,20 +302,7 @@ impl Session {
         let Some(principal) = &self.principal else {
             return Ok(());
         };
-        // A SEND to a user destination is also allowed by a grant for
-        // every user's: `/user/*/queue/inbox` covers `/user/bob/queue/inbox`.
-        let any_user = (action == Action::Send)
-            .then(|| {
-                user_of(destination).map(|user| {
-                    format!(
-                        "{USER_PREFIX}*{}",
-                        &destination[USER_PREFIX.len() + user.len()..]
-                    )
-                })
-            })
-            .flatten();
-        let allowed = principal.grants.allows(action, destination)
-            || any_user.is_some_and(|d| principal.grants.allows(action, &d));
+        let allowed = principal.grants.allows(action, destination);
         self.ctx.metrics.authorization(action, allowed);
         if allowed {
             return Ok(());

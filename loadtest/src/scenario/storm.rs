@@ -23,7 +23,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use stomp::{Command, Frame};
 use tokio::{
@@ -117,12 +116,21 @@ impl StormFigures {
         self.moved_later += other.moved_later;
         self.all_back_after_s = self.all_back_after_s.max(other.all_back_after_s);
         self.moves.extend_from_slice(&other.moves);
-        let mut took = latency_histogram();
-        for [lost, back, _] in &self.moves {
-            let _ = took.record(back.saturating_sub(*lost).max(1) * 1000);
-        }
-        self.reconnect = Percentiles::of(&took);
+        self.reconnect = reconnect_times(
+            self.moves
+                .iter()
+                .map(|[lost, back, _]| Duration::from_millis(back.saturating_sub(*lost))),
+        );
     }
+}
+
+/// Percentiles of the times clients took to be back.
+fn reconnect_times(took: impl Iterator<Item = Duration>) -> Percentiles {
+    let mut histogram = latency_histogram();
+    for t in took {
+        let _ = histogram.record((t.as_micros() as u64).max(1));
+    }
+    Percentiles::of(&histogram)
 }
 
 /// Milliseconds since the Unix epoch at `at`, from one pairing of the two
@@ -143,7 +151,6 @@ struct Shared {
     nodes: Vec<Target>,
     jitter: Duration,
     destination_prefix: String,
-    reconnect: Mutex<Histogram<u64>>,
     disconnected: AtomicU64,
     resumed_complete: AtomicU64,
     resumed_gap: AtomicU64,
@@ -165,7 +172,6 @@ pub async fn run(config: StormConfig) -> Report {
         nodes: config.nodes.clone(),
         jitter: config.jitter,
         destination_prefix: config.destination_prefix.clone(),
-        reconnect: Mutex::new(latency_histogram()),
         disconnected: AtomicU64::new(0),
         resumed_complete: AtomicU64::new(0),
         resumed_gap: AtomicU64::new(0),
@@ -357,7 +363,7 @@ fn figures(config: &StormConfig, shared: &Shared, killed_at: Option<Instant>) ->
         resumed_complete: shared.resumed_complete.load(Ordering::Relaxed),
         resumed_gap: shared.resumed_gap.load(Ordering::Relaxed),
         reconnect_failures: shared.reconnect_failures.load(Ordering::Relaxed),
-        reconnect: Percentiles::of(&shared.reconnect.lock().unwrap()),
+        reconnect: reconnect_times(back.iter().map(|(_, lost, at)| *at - *lost)),
         all_back_after_s: span.as_secs_f64(),
         moved_later,
         connects_per_s_by_node: per_node
@@ -546,13 +552,6 @@ impl StormClient {
         let Some(lost_at) = kept.lost_at.take() else {
             return;
         };
-        let took = lost_at.elapsed();
-        let _ = self
-            .shared
-            .reconnect
-            .lock()
-            .unwrap()
-            .record((took.as_micros() as u64).max(1));
         // No `resumed` header: a token restore that the SUBSCRIBE adopted.
         let counter = match frame.header("resumed") {
             Some("false") => &self.shared.resumed_gap,
