@@ -8,7 +8,16 @@ use std::{
     },
 };
 
-use crate::{Broker, BrokerError, DeliverySink, Position, Publication, Route, SessionStore};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::{
+    presence::{
+        local::LocalPresence, Liveness, Members, PresenceCount, PresenceRules, PresenceStore,
+    },
+    Broker, BrokerError, DeliverySink, Position, Publication, Route, SessionStore,
+};
 
 /// Stripes of the per-destination publish lock.
 const STRIPES: usize = 64;
@@ -28,6 +37,7 @@ pub struct EmbeddedBroker {
     next_position: AtomicU64,
     stripes: Box<[Mutex<()>]>,
     hasher: RandomState,
+    presence: LocalPresence,
 }
 
 impl EmbeddedBroker {
@@ -37,6 +47,7 @@ impl EmbeddedBroker {
             next_position: AtomicU64::new(1),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
+            presence: LocalPresence::default(),
         }
     }
 }
@@ -60,6 +71,48 @@ impl Broker for EmbeddedBroker {
 
 /// A fleet of one keeps nothing beyond the node's own memory.
 impl SessionStore for EmbeddedBroker {}
+
+/// The node's counts are the whole cluster's; events are published like
+/// any message.
+impl PresenceStore for EmbeddedBroker {
+    fn register(
+        &self,
+        _ttl: Duration,
+        _rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.presence.clear();
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn apply(
+        &self,
+        counts: Vec<PresenceCount>,
+        _ttl: Duration,
+        rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<Liveness, BrokerError>> {
+        for event in self.presence.apply(counts, rules) {
+            let _ = self.publish(event);
+        }
+        Box::pin(std::future::ready(Ok(LocalPresence::liveness())))
+    }
+
+    fn keep_alive(
+        &self,
+        _ttl: Duration,
+        _rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<Liveness, BrokerError>> {
+        Box::pin(std::future::ready(Ok(LocalPresence::liveness())))
+    }
+
+    fn members(
+        &self,
+        destination: &str,
+        list_limit: u64,
+    ) -> BoxFuture<'static, Result<Members, BrokerError>> {
+        let members = self.presence.members(destination, list_limit);
+        Box::pin(std::future::ready(Ok(members)))
+    }
+}
 
 #[cfg(test)]
 mod tests {

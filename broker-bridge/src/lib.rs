@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod history;
 pub mod pattern;
 pub mod position;
+pub mod presence;
 mod publication;
 pub mod redis;
 
@@ -39,6 +40,7 @@ pub use embedded::EmbeddedBroker;
 pub use fleet::NodeLoad;
 pub use history::History;
 pub use position::Position;
+pub use presence::PresenceStore;
 pub use publication::Publication;
 pub use redis::{RedisBroker, RedisOptions, ShardedRedisBroker};
 

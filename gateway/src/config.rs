@@ -73,6 +73,9 @@ pub struct Config {
     pub fleet: FleetConfig,
 
     #[command(flatten)]
+    pub presence: PresenceConfig,
+
+    #[command(flatten)]
     pub session: SessionConfig,
 
     #[command(flatten)]
@@ -239,6 +242,38 @@ pub struct FleetConfig {
     /// is older than that holds its shedding.
     #[arg(long, env = "GATEWAY_FLEET_REPORT_MS", default_value_t = 5_000, value_parser = cli::parse_millis)]
     pub fleet_report_ms: u64,
+}
+
+/// Presence: who is subscribed to a destination, cluster-wide.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Presence")]
+pub struct PresenceConfig {
+    /// Destinations whose subscribers are counted as members (repeatable or
+    /// comma-separated prefixes, `/topic/room.`); observers subscribe to
+    /// `/gateway/presence<destination>` for the members and join/leave
+    /// events (docs/protocol.md, "Presence"). Empty: presence off. Not
+    /// with `--redis-sharded`.
+    #[arg(
+        long = "presence-prefix",
+        env = "GATEWAY_PRESENCE_PREFIX",
+        value_delimiter = ','
+    )]
+    pub presence_prefixes: Vec<String>,
+
+    /// Rooms with more users than this get a `count` event instead of
+    /// per-user join/leave events, and snapshots without the member list.
+    #[arg(long, env = "GATEWAY_PRESENCE_LIST_LIMIT", default_value_t = 1000)]
+    pub presence_list_limit: u64,
+
+    /// The least time between two `count` events of one large room, in ms.
+    #[arg(long, env = "GATEWAY_PRESENCE_COUNT_MS", default_value_t = 1_000, value_parser = cli::parse_millis)]
+    pub presence_count_ms: u64,
+
+    /// How often the node renews its presence registration and removes
+    /// expired nodes' members, in ms; a registration lives 3 intervals, so
+    /// a crashed node's members leave within 4.
+    #[arg(long, env = "GATEWAY_PRESENCE_KEEPALIVE_MS", default_value_t = 5_000, value_parser = cli::parse_millis)]
+    pub presence_keepalive_ms: u64,
 }
 
 /// What a STOMP session allows: destinations, heart-beats, frame limits, subscriptions, acknowledgements, transactions.
@@ -607,6 +642,17 @@ impl Config {
             .any(|p| p.is_empty())
         {
             return invalid("destination-prefix must not be empty");
+        }
+        if self.presence.presence_prefixes.iter().any(|p| p.is_empty())
+            || self.presence.presence_keepalive_ms == 0
+            || self.presence.presence_count_ms == 0
+        {
+            return invalid(
+                "presence-prefix must not be empty, presence-keepalive-ms and presence-count-ms > 0",
+            );
+        }
+        if !self.presence.presence_prefixes.is_empty() && self.cluster.redis_sharded {
+            return invalid("presence needs classic Redis pub/sub, not --redis-sharded");
         }
         if self.resume.resume_window_ms > 0 && self.resume.resume_stream_len == 0 {
             return invalid("resume-stream-len must be > 0");

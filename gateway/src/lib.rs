@@ -17,6 +17,7 @@ pub mod drain;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod presence;
 pub mod rebalance;
 pub mod resume;
 pub mod roster;
@@ -111,6 +112,10 @@ impl Gateway {
         // reporting itself draining, so the fleet holds its shedding. It
         // ends when the node is dropped.
         tokio::spawn(rebalance::run(Arc::downgrade(self.node.rebalance())));
+        // Also through a drain: the connections it closes leave presence.
+        if let Some(presence) = self.node.presence() {
+            tokio::spawn(presence.clone().run());
+        }
         let server = self.node.server().clone();
         transport::listener::serve(self.listener, server, self.tls, stop).await;
         sweeper.abort();

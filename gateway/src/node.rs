@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use broker_bridge::{
-    Broker, BrokerError, Durable, EmbeddedBroker, FleetView, History, RedisBroker, RedisOptions,
-    SessionStore, ShardedRedisBroker,
+    Broker, BrokerError, Durable, EmbeddedBroker, FleetView, History, PresenceStore, RedisBroker,
+    RedisOptions, SessionStore, ShardedRedisBroker,
 };
 use thiserror::Error;
 
@@ -19,8 +19,9 @@ use crate::{
     config::Config,
     connection::ConnectionContext,
     drain::Lifecycle,
-    hub::{ring::RingSettings, Fanout, Registry},
+    hub::{ring::RingSettings, Fanout, Membership, Registry},
     metrics::Metrics,
+    presence::Presence,
     rebalance::{bounce::Bounces, metrics::RebalanceMetrics, Rebalance, RebalanceParts},
     resume::{metrics::ResumeMetrics, token::TokenKey, Resume, ResumeParts},
     roster::Roster,
@@ -50,6 +51,7 @@ pub struct Node {
     roster: Arc<Roster>,
     resume: Arc<Resume>,
     rebalance: Arc<Rebalance>,
+    presence: Option<Arc<Presence>>,
     connections: Arc<ConnectionContext>,
     server: Arc<Server>,
 }
@@ -60,6 +62,8 @@ struct Engine {
     store: Arc<dyn SessionStore>,
     /// `None` where no fleet view is kept (embedded, sharded pub/sub).
     fleet: Option<Arc<dyn FleetView>>,
+    /// `None` where presence cannot be kept (sharded pub/sub).
+    presence: Option<Arc<dyn PresenceStore>>,
 }
 
 impl Node {
@@ -71,8 +75,9 @@ impl Node {
         let broker = Arc::new(EmbeddedBroker::new(fanout));
         let engine = Engine {
             broker: broker.clone(),
-            store: broker,
+            store: broker.clone(),
             fleet: None,
+            presence: Some(broker),
         };
         Node::assemble(config, registry, metrics, engine)
     }
@@ -114,13 +119,15 @@ impl Node {
                 broker: broker.clone(),
                 store: broker,
                 fleet: None,
+                presence: None,
             }
         } else {
             let broker = Arc::new(RedisBroker::start(options, fanout, metrics.registry())?);
             Engine {
                 broker: broker.clone(),
                 store: broker.clone(),
-                fleet: Some(broker),
+                fleet: Some(broker.clone()),
+                presence: Some(broker),
             }
         };
         Node::assemble(config, registry, metrics, engine)
@@ -137,10 +144,18 @@ impl Node {
             broker,
             store,
             fleet,
+            presence,
         } = engine;
         let id = node_id(&config);
         let security = Arc::new(Security::from_config(&config)?);
         registry.attach_broker(&broker);
+        let presence = presence
+            .filter(|_| !config.presence.presence_prefixes.is_empty())
+            .map(|store| Arc::new(Presence::new(&config.presence, store, metrics.registry())));
+        if let Some(presence) = &presence {
+            let membership: Arc<dyn Membership> = presence.clone();
+            registry.attach_membership(&membership);
+        }
         metrics
             .max_connections
             .set(config.security.max_connections as i64);
@@ -179,6 +194,7 @@ impl Node {
             broker: broker.clone(),
             security: security.clone(),
             resume: resume.clone(),
+            presence: presence.clone(),
             metrics: metrics.clone(),
         });
         let connections = Arc::new(ConnectionContext {
@@ -219,6 +235,7 @@ impl Node {
             roster,
             resume,
             rebalance,
+            presence,
             connections,
             server,
         }))
@@ -266,6 +283,11 @@ impl Node {
 
     pub fn rebalance(&self) -> &Arc<Rebalance> {
         &self.rebalance
+    }
+
+    /// Presence, when `--presence-prefix` names destinations.
+    pub fn presence(&self) -> Option<&Arc<Presence>> {
+        self.presence.as_ref()
     }
 
     /// What each connection task runs with.

@@ -29,6 +29,7 @@
 mod fleet;
 pub mod link;
 mod metrics;
+pub mod presence;
 mod publisher;
 pub mod sequencer;
 mod sessions;
@@ -49,8 +50,10 @@ use parking_lot_free::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    pattern::Pattern, Broker, BrokerError, DeliverySink, Durable, FleetView, History, NodeLoad,
-    Position, Publication, Replay, Route, SessionStore, SubscriptionReady,
+    pattern::Pattern,
+    presence::{Liveness, Members, PresenceCount, PresenceRules, PresenceStore},
+    Broker, BrokerError, DeliverySink, Durable, FleetView, History, NodeLoad, Position,
+    Publication, Replay, Route, SessionStore, SubscriptionReady,
 };
 pub use fleet::fleet_key;
 use link::RedisLink;
@@ -365,6 +368,62 @@ impl FleetView for RedisBroker {
         let key = fleet::fleet_key(&self.shared.options.channel_prefix);
         let link = self.link.clone();
         Box::pin(async move { fleet::report(&link, key, load, ttl).await })
+    }
+}
+
+impl RedisBroker {
+    fn presence_change(
+        &self,
+        change: presence::Change,
+        counts: Vec<PresenceCount>,
+        ttl: Duration,
+        rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<Liveness, BrokerError>> {
+        let link = self.link.clone();
+        let options = &self.shared.options;
+        let (prefix, node) = (options.channel_prefix.clone(), options.node_id.clone());
+        Box::pin(async move {
+            presence::change(&link, &prefix, &node, change, &counts, ttl, rules).await
+        })
+    }
+}
+
+impl PresenceStore for RedisBroker {
+    fn register(
+        &self,
+        ttl: Duration,
+        rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let change = self.presence_change(presence::Change::Register, Vec::new(), ttl, rules);
+        Box::pin(async move { change.await.map(|_| ()) })
+    }
+
+    fn apply(
+        &self,
+        counts: Vec<PresenceCount>,
+        ttl: Duration,
+        rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<Liveness, BrokerError>> {
+        self.presence_change(presence::Change::Apply, counts, ttl, rules)
+    }
+
+    fn keep_alive(
+        &self,
+        ttl: Duration,
+        rules: PresenceRules,
+    ) -> BoxFuture<'static, Result<Liveness, BrokerError>> {
+        self.presence_change(presence::Change::KeepAlive, Vec::new(), ttl, rules)
+    }
+
+    fn members(
+        &self,
+        destination: &str,
+        list_limit: u64,
+    ) -> BoxFuture<'static, Result<Members, BrokerError>> {
+        let link = self.link.clone();
+        let prefix = self.shared.options.channel_prefix.clone();
+        let destination = destination.to_string();
+        Box::pin(async move { presence::members(&link, &prefix, &destination, list_limit).await })
     }
 }
 

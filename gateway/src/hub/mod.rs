@@ -24,4 +24,4 @@ pub mod ring;
 pub use fanout::Fanout;
 pub use message::EncodedMessage;
 pub use outbound::{CloseRequest, Delivery, Movability, Outbound};
-pub use registry::{Registry, Restored, Subscriber, RESERVED_PREFIX};
+pub use registry::{Membership, Registry, Restored, Subscriber, RESERVED_PREFIX};

@@ -92,6 +92,14 @@ fn is_reserved(destination: &str) -> bool {
     destination.starts_with(RESERVED_PREFIX)
 }
 
+/// Told when a subscription of a connection with a user begins and ends,
+/// on every path (SUBSCRIBE, UNSUBSCRIBE, resume, close): presence.
+/// Called under the destination's shard lock, so it must only record.
+pub trait Membership: Send + Sync + 'static {
+    fn joined(&self, destination: &Arc<str>, user: &str);
+    fn left(&self, destination: &Arc<str>, user: &str);
+}
+
 /// The node's subscription table.
 pub struct Registry {
     shards: Box<[Shard]>,
@@ -100,6 +108,7 @@ pub struct Registry {
     pattern_topics: AtomicUsize,
     hasher: RandomState,
     broker: OnceLock<Weak<dyn Broker>>,
+    membership: OnceLock<Weak<dyn Membership>>,
     rings: Arc<RingBudget>,
 }
 
@@ -129,6 +138,7 @@ impl Registry {
             pattern_topics: AtomicUsize::new(0),
             hasher: RandomState::new(),
             broker: OnceLock::new(),
+            membership: OnceLock::new(),
             rings: RingBudget::new(rings),
         }
     }
@@ -142,6 +152,15 @@ impl Registry {
     /// Weak, because the broker (through the fan-out) points back here.
     pub fn attach_broker(&self, broker: &Arc<dyn Broker>) {
         let _ = self.broker.set(Arc::downgrade(broker));
+    }
+
+    /// Who hears of members' subscriptions beginning and ending.
+    pub fn attach_membership(&self, membership: &Arc<dyn Membership>) {
+        let _ = self.membership.set(Arc::downgrade(membership));
+    }
+
+    fn membership(&self) -> Option<Arc<dyn Membership>> {
+        self.membership.get().and_then(Weak::upgrade)
     }
 
     fn shard(&self, destination: &str) -> &Shard {
@@ -189,7 +208,10 @@ impl Registry {
         })
     }
 
-    fn add(&self, topic: &mut Topic, destination: &str, subscriber: Subscriber) {
+    fn add(&self, topic: &mut Topic, destination: &Arc<str>, subscriber: Subscriber) {
+        if let (Some(user), Some(membership)) = (subscriber.outbound.user(), self.membership()) {
+            membership.joined(destination, user);
+        }
         topic.subscribers.push(subscriber);
         topic.snapshot = None;
         if topic.subscribers.len() == 1 {
@@ -256,8 +278,14 @@ impl Registry {
             return;
         }
         topic.snapshot = None;
-        if topic.subscribers.is_empty() {
-            if topic.pattern.is_some() {
+        let (empty, wildcard) = (topic.subscribers.is_empty(), topic.pattern.is_some());
+        if let (Some(user), Some(membership)) = (outbound.user(), self.membership()) {
+            if let Some((name, _)) = table.get_key_value(destination) {
+                membership.left(name, user);
+            }
+        }
+        if empty {
+            if wildcard {
                 self.pattern_topics.fetch_sub(1, Ordering::Release);
             }
             table.remove(destination);

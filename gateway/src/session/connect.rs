@@ -133,9 +133,6 @@ impl Session {
         let settings = &self.ctx.settings;
         let server_hb = (settings.heartbeat_send_ms, settings.heartbeat_recv_ms);
         self.phase = Phase::Connected;
-        if let Some(principal) = &self.principal {
-            self.outbound.set_user(&principal.user);
-        }
         let mut connected = Frame::new(Command::Connected)
             .with_header("version", self.version.as_str())
             .with_header("heart-beat", format!("{},{}", server_hb.0, server_hb.1))
@@ -159,9 +156,26 @@ impl Session {
         write_frame(out, &connected, self.version);
     }
 
+    /// Authenticates, then names the connection's user on its outbound
+    /// handle (for disconnect-user and presence) before any subscription
+    /// is restored: the authenticated user, or, where authentication is
+    /// off, the CONNECT's `login` if it has one.
+    fn authenticate(&mut self, frame: &Frame) -> Result<(), StompError> {
+        self.check_credentials(frame)?;
+        match &self.principal {
+            Some(principal) => self.outbound.set_user(&principal.user),
+            None => {
+                if let Some(login) = frame.header("login").filter(|l| !l.is_empty()) {
+                    self.outbound.set_user(login);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks CONNECT's `login`/`passcode` when authentication is required
     /// and the upgrade carried no bearer token.
-    fn authenticate(&mut self, frame: &Frame) -> Result<(), StompError> {
+    fn check_credentials(&mut self, frame: &Frame) -> Result<(), StompError> {
         let security = &self.ctx.security;
         if self.principal.is_some() || !security.required() {
             return Ok(());

@@ -12,6 +12,7 @@ use crate::{
     config::{MessageFrames, SessionConfig},
     hub::Registry,
     metrics::Metrics,
+    presence::Presence,
     resume::Resume,
     security::Security,
 };
@@ -28,6 +29,8 @@ pub struct SessionContext {
     pub broker: Arc<dyn Broker>,
     pub security: Arc<Security>,
     pub resume: Arc<Resume>,
+    /// Set when `--presence-prefix` names destinations.
+    pub presence: Option<Arc<Presence>>,
     pub metrics: Arc<Metrics>,
 }
 

@@ -7,13 +7,14 @@ use auth::{
     destination::{has_allowed_prefix, user_display, user_of, user_subscription},
     Action,
 };
-use broker_bridge::{pattern::is_wildcard, Position, SubscriptionReady};
+use broker_bridge::{pattern::is_wildcard, presence, Position, SubscriptionReady};
 use stomp::{Command, Frame, Version};
 
 use super::{required, write_frame, AckMode, Output, Session, StompError, Subscription};
 use crate::{
     hub::{message::subscription_header, Subscriber, RESERVED_PREFIX},
     metrics::CloseReason,
+    presence::queue_snapshot,
     resume::{state::SavedSubscription, Planned, RESUME_FROM_HEADER},
 };
 
@@ -42,12 +43,21 @@ impl Session {
     pub(super) fn subscribe(&mut self, frame: &Frame) -> Result<Joining, StompError> {
         let id = required(frame, "id")?;
         let asked = required(frame, "destination")?;
-        self.check_destination(asked)?;
-        self.authorize(Action::Subscribe, asked)?;
-        self.check_wildcard_support(asked)?;
-        // Under `/user/`, the subscription joins the user's own routed
-        // destination; everything below works on that one.
-        let routed = self.user_route(asked)?;
+        let watched = presence::watched(asked);
+        let routed = match watched {
+            Some(room) => {
+                self.check_presence_watch(room)?;
+                std::borrow::Cow::Borrowed(asked)
+            }
+            None => {
+                self.check_destination(asked)?;
+                self.authorize(Action::Subscribe, asked)?;
+                self.check_wildcard_support(asked)?;
+                // Under `/user/`, the subscription joins the user's own
+                // routed destination; everything below works on that one.
+                self.user_route(asked)?
+            }
+        };
         let destination: &str = &routed;
         let ack_header = frame.header("ack").unwrap_or("auto");
         let ack = AckMode::parse(ack_header).ok_or_else(|| {
@@ -80,6 +90,11 @@ impl Session {
         if self.subscriptions.len() >= max {
             return Err(StompError::new("too many subscriptions")
                 .detail(format!("at most {max} subscriptions per connection")));
+        }
+        if let (Some(_), Some(room)) = (resume_from, watched) {
+            return Err(StompError::new("invalid resume-from").detail(format!(
+                "presence of {room:?} has no positions: a new subscription starts with the members"
+            )));
         }
         if let Some(position) = resume_from {
             return Ok(Joining::Replay(SavedSubscription {
@@ -119,7 +134,49 @@ impl Session {
         // rather than by doubling (4 slots on the first push).
         self.subscriptions.reserve_exact(1);
         self.subscriptions.push(subscription);
+        if let Some(room) = watched {
+            self.queue_members(room, self.next_key);
+        }
         Ok(ready.map_or(Joining::Joined, Joining::Upstream))
+    }
+
+    /// A presence subscription's checks: the watched destination has
+    /// presence, and the user may subscribe to it.
+    fn check_presence_watch(&self, room: &str) -> Result<(), StompError> {
+        let tracked = self.ctx.presence.as_ref().is_some_and(|p| p.tracks(room));
+        if !tracked {
+            return Err(StompError::new("presence not enabled")
+                .detail(format!(
+                    "{room:?} is not a concrete destination under a --presence-prefix of this gateway"
+                ))
+                .header("destination", presence::companion(room)));
+        }
+        self.check_destination(room)?;
+        self.authorize(Action::Subscribe, room)
+    }
+
+    /// Queues the `members` snapshot as the first MESSAGE of presence
+    /// subscription `key`, once the subscription is live cluster-wide (so
+    /// no event after the snapshot can be missed).
+    fn queue_members(&self, room: &str, key: u32) {
+        let Some(presence) = self.ctx.presence.clone() else {
+            return;
+        };
+        let ready = self
+            .ctx
+            .broker
+            .subscription_ready(&presence::companion(room));
+        let outbound = self.outbound.clone();
+        let room = room.to_string();
+        let version = self.version;
+        let message_id = self.ctx.message_ids.next();
+        tokio::spawn(async move {
+            if let Some(ready) = ready {
+                let _ = ready.await;
+            }
+            let snapshot = presence.members(&room).await;
+            queue_snapshot(&outbound, key, &room, snapshot, version, message_id);
+        });
     }
 
     /// Completes a SUBSCRIBE with `resume-from` once its replay is
