@@ -92,6 +92,7 @@ impl Api {
             },
             pool: pool.clone(),
             redis: redis.clone(),
+            channel_prefix: config.channel_prefix.clone(),
             publisher: publish::Publisher::new(
                 redis.clone(),
                 durable,

@@ -824,3 +824,148 @@ async fn a_broadcast_reaches_every_named_destination_or_none() {
         assert_eq!(m.header("x-kind"), Some("notice"));
     }
 }
+
+/// The rest of the server API: a destination's presence, the cluster's
+/// nodes, and ending one user's subscriptions to a destination on the
+/// gateways (a last MESSAGE with `unsubscribed:true` and the reason, then
+/// nothing; the connection and other users stay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_cluster_and_unsubscribe_user_through_the_api() {
+    let (pg, redis) = (Postgres::start().await, RedisServer::start().await);
+    let dir = std::env::temp_dir().join(format!("api-presence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let secret = secret.to_str().unwrap();
+    let gw = gateway(
+        &redis,
+        "/topic/none",
+        &[
+            "--jwt-secret-file",
+            secret,
+            "--presence-prefix",
+            "/topic/chat.",
+            "--fleet-report-ms",
+            "200",
+        ],
+    )
+    .await;
+    let api = ApiProcess::start(&pg, &redis, &["--jwt-secret-file", secret]).await;
+    let connect = |user: &str| {
+        let mut target = loadtest::client::Target::parse(&format!("ws://{}/ws", gw.addr)).unwrap();
+        target.token = Some(token(user, &[ROOM], &[ROOM], 3600));
+        async move {
+            let mut c = loadtest::client::Client::connect(&target, None)
+                .await
+                .expect("stomp connect");
+            let subscribe = stomp::Frame::new(stomp::Command::Subscribe)
+                .with_header("id", "7")
+                .with_header("destination", ROOM)
+                .with_header("receipt", "s");
+            c.send(&subscribe).await.unwrap();
+            let r = c.frame_within(WAIT).await.unwrap();
+            assert_eq!(r.command, stomp::Command::Receipt, "{r:?}");
+            c
+        }
+    };
+    let mut alice = connect("alice").await;
+    let mut bob = connect("bob").await;
+    let presence_path = path_of(ROOM).replace("/messages", "/presence");
+    let reader = format!("Bearer {}", token("reader", &[ROOM], &[], 3600));
+    let admin = format!("Bearer {}", token("ops", &[], &["/gateway/control"], 3600));
+    let presence = |auth: String| {
+        let path = presence_path.clone();
+        async move { http(api.addr, "GET", &path, &[("Authorization", &auth)], None).await }
+    };
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        let (status, reply) = presence(reader.clone()).await;
+        assert_eq!(status, 200, "{reply}");
+        seen = reply;
+        if seen["users"] == 2 {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen["members"],
+        json!([{"user": "alice", "connections": 1}, {"user": "bob", "connections": 1}])
+    );
+    let (status, _) = presence(format!("Bearer {}", token("eve", &["/topic/x"], &[], 3600))).await;
+    assert_eq!(status, 403, "presence needs the grant to subscribe");
+
+    // The cluster: one node, two connections and two subscriptions.
+    let mut cluster = Value::Null;
+    for _ in 0..50 {
+        let (status, reply) = http(
+            api.addr,
+            "GET",
+            "/v1/cluster",
+            &[("Authorization", &admin)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        cluster = reply;
+        if cluster["subscriptions"] == 2 {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 1, "{cluster}");
+    assert_eq!(cluster["connections"], 2, "{cluster}");
+    assert_eq!(cluster["nodes"][0]["destinations"], 1, "{cluster}");
+    let (status, _) = http(
+        api.addr,
+        "GET",
+        "/v1/cluster",
+        &[("Authorization", &reader)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Alice is unsubscribed from the room: her last MESSAGE says so, and
+    // a message sent afterwards reaches bob only.
+    let body = json!({"destination": ROOM, "reason": "muted"}).to_string();
+    let (status, reply) = http(
+        api.addr,
+        "POST",
+        "/v1/users/alice/unsubscribe",
+        &[("Authorization", &admin)],
+        Some(body.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    let notice = alice.frame_within(WAIT).await.expect("notice");
+    assert_eq!(notice.command, stomp::Command::Message, "{notice:?}");
+    assert_eq!(notice.header("unsubscribed"), Some("true"));
+    assert_eq!(notice.header("reason"), Some("muted"));
+    assert_eq!(notice.header("subscription"), Some("7"));
+    assert_eq!(notice.header("destination"), Some(ROOM));
+    let mut sender = connect("carol").await;
+    send_numbered(&mut sender, ROOM, 0, 1).await;
+    let m = bob.frame_within(WAIT).await.expect("bob still receives");
+    assert_eq!(m.command, stomp::Command::Message);
+    assert_eq!(m.header("x-n"), Some("0"));
+    assert!(
+        alice
+            .frame_within(Duration::from_millis(500))
+            .await
+            .is_err(),
+        "alice still receives the room"
+    );
+    // Her presence ended with the subscription.
+    for _ in 0..50 {
+        let (_, reply) = presence(reader.clone()).await;
+        if reply["members"]
+            .as_array()
+            .is_some_and(|m| !m.iter().any(|u| u["user"] == "alice"))
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    panic!("alice is still present after her unsubscription");
+}

@@ -1,6 +1,7 @@
 //! Commands from backends to every node, published to the reserved
 //! destination [`CONTROL_DESTINATION`] (the api's
-//! `POST /v1/users/{user}/disconnect` does it): each node subscribes to it
+//! `POST /v1/users/{user}/disconnect` and `…/unsubscribe` do it): each node
+//! subscribes to it
 //! like to any destination, so a command reaches every node through the
 //! cluster's pub/sub, and acts on its own connections.
 //!
@@ -11,8 +12,12 @@ use std::{future::poll_fn, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 
+use broker_bridge::Publication;
+use bytes::Bytes;
+use stomp::Version;
+
 use crate::{
-    hub::{Outbound, Registry, Subscriber},
+    hub::{Delivery, EncodedMessage, Outbound, Registry, Subscriber},
     roster::Roster,
 };
 
@@ -30,11 +35,21 @@ pub enum ControlCommand {
         #[serde(default)]
         reason: String,
     },
+    /// End every subscription of `user` to `destination` (exactly as the
+    /// client subscribed) on this node: a last MESSAGE with `unsubscribed`
+    /// and `reason` headers, then nothing more; the connection stays.
+    UnsubscribeUser {
+        user: String,
+        destination: String,
+        #[serde(default)]
+        reason: String,
+    },
 }
 
 /// Subscribes this node to the control destination and carries out what
 /// arrives, for the node's life.
 pub async fn run(registry: Arc<Registry>, roster: Arc<Roster>) {
+    let mut notices = 0u64;
     let inbox = Outbound::new(4096);
     registry.subscribe(
         &Arc::from(CONTROL_DESTINATION),
@@ -47,7 +62,9 @@ pub async fn run(registry: Arc<Registry>, roster: Arc<Roster>) {
     loop {
         poll_fn(|cx| inbox.poll_ready(cx)).await;
         while let Some(delivery) = inbox.pop() {
-            carry_out(delivery.message.body(), &roster);
+            notices += 1;
+            let id = format!("{}-{notices}", delivery.message.message_id());
+            carry_out(delivery.message.body(), &roster, &registry, &id);
         }
         if inbox.has_overflowed() {
             // A flood of commands: some were dropped (and a full inbox
@@ -58,8 +75,9 @@ pub async fn run(registry: Arc<Registry>, roster: Arc<Roster>) {
     }
 }
 
-/// Carries out one command; returns how many connections it touched.
-pub fn carry_out(body: &[u8], roster: &Roster) -> usize {
+/// Carries out one command; returns how many connections (disconnect) or
+/// subscriptions (unsubscribe) it touched. `id` names the notices it sends.
+pub fn carry_out(body: &[u8], roster: &Roster, registry: &Registry, id: &str) -> usize {
     match serde_json::from_slice::<ControlCommand>(body) {
         Ok(ControlCommand::DisconnectUser { user, reason }) => {
             // A scan of the node's connections: commands are rare, and a
@@ -74,10 +92,50 @@ pub fn carry_out(body: &[u8], roster: &Roster) -> usize {
             tracing::info!(%user, %reason, connections = closed, "user disconnected by a backend");
             closed
         }
+        Ok(ControlCommand::UnsubscribeUser {
+            user,
+            destination,
+            reason,
+        }) => {
+            let ended = registry.subscriptions_of(&destination, &user);
+            for subscriber in &ended {
+                // Out of the fan-out first, so the notice is the last
+                // MESSAGE the subscription gets.
+                registry.unsubscribe(&destination, &subscriber.outbound, subscriber.key);
+                let version = if subscriber.escaping {
+                    Version::V1_2
+                } else {
+                    Version::V1_0
+                };
+                subscriber.outbound.push(Delivery {
+                    message: EncodedMessage::final_notice(
+                        &unsubscribed_notice(&destination, &reason, id),
+                        version,
+                    ),
+                    subscription: subscriber.key,
+                });
+            }
+            tracing::info!(%user, %destination, %reason, subscriptions = ended.len(), "user unsubscribed by a backend");
+            ended.len()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "undecodable control command; ignored");
             0
         }
+    }
+}
+
+/// The last MESSAGE of a subscription a backend ended.
+fn unsubscribed_notice(destination: &str, reason: &str, id: &str) -> Publication {
+    Publication {
+        destination: destination.into(),
+        message_id: id.into(),
+        headers: vec![
+            ("unsubscribed".into(), "true".into()),
+            ("reason".into(), reason.into()),
+        ],
+        body: Bytes::new(),
+        position: None,
     }
 }
 
@@ -96,6 +154,18 @@ mod tests {
             ControlCommand::DisconnectUser {
                 user: "alice".into(),
                 reason: "banned".into()
+            }
+        );
+        let c: ControlCommand = serde_json::from_str(
+            r#"{"action":"unsubscribe-user","user":"bob","destination":"/topic/a"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            ControlCommand::UnsubscribeUser {
+                user: "bob".into(),
+                destination: "/topic/a".into(),
+                reason: String::new()
             }
         );
         assert!(serde_json::from_str::<ControlCommand>(r#"{"action":"reboot"}"#).is_err());

@@ -179,6 +179,7 @@ impl Node {
                 node_id: id.clone(),
                 capacity: config.security.max_connections as u64,
                 roster: roster.clone(),
+                registry: registry.clone(),
                 fleet,
                 lifecycle: lifecycle.clone(),
                 node_metrics: metrics.clone(),

@@ -31,7 +31,7 @@ fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf
 async fn dashboards_and_alerts_use_only_exported_metrics() {
     // A cluster member, so the Redis series are exported too.
     let redis = support::redis::RedisServer::start().await;
-    let gw = start_in_cluster(&["--redis-url", &redis.url()]).await;
+    let gw = start_in_cluster(&["--redis-url", &redis.url(), "--presence-prefix", "/topic/"]).await;
     let mut c = Client::connected(gw.addr).await;
     c.subscribe("s", "/topic/dash", "client-individual").await;
     c.send(Command::Send, &[("destination", "/topic/dash")], b"x")

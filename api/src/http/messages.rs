@@ -417,7 +417,7 @@ fn check_header_text(what: &str, text: &str) -> Result<(), ApiError> {
 }
 
 /// The destination of the path, if it is one clients could use.
-fn checked_destination(
+pub(super) fn checked_destination(
     state: &AppState,
     destination: Result<Path<String>, PathRejection>,
 ) -> Result<String, ApiError> {
@@ -427,7 +427,10 @@ fn checked_destination(
 }
 
 /// `destination`, if it is one clients could use.
-fn check_destination_text(state: &AppState, destination: String) -> Result<String, ApiError> {
+pub(super) fn check_destination_text(
+    state: &AppState,
+    destination: String,
+) -> Result<String, ApiError> {
     let prefixes = &state.limits.destination_prefixes;
     let invalid = |why: String| {
         Err(ApiError::bad_request(

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/v1` REST routes, health, readiness and metrics.
 
+mod cluster;
 mod error;
 mod messages;
 mod ops;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub limits: Limits,
     pub pool: Pool,
     pub redis: Arc<RedisLink>,
+    /// The gateways' Redis prefix (channels, presence and fleet keys).
+    pub channel_prefix: String,
     pub publisher: Publisher,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
@@ -55,8 +58,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/broadcast", axum::routing::post(messages::broadcast))
         .route(
+            "/v1/destinations/{destination}/presence",
+            get(cluster::presence),
+        )
+        .route("/v1/cluster", get(cluster::nodes))
+        .route(
             "/v1/users/{user}/disconnect",
             axum::routing::post(users::disconnect),
+        )
+        .route(
+            "/v1/users/{user}/unsubscribe",
+            axum::routing::post(users::unsubscribe),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -1,10 +1,15 @@
-//! `POST /v1/users/{user}/disconnect`: closes every connection of one user
-//! on every gateway node (a banned user, a revoked token).
+//! Commands about one user, carried out by every gateway node:
 //!
-//! The api publishes a `disconnect-user` command to the gateways' reserved
-//! control destination; each node closes that user's connections with
-//! ERROR `disconnected` and the reason, and parks nothing (no resume).
-//! Allowed to a caller whose token grants SEND on the control destination.
+//! * `POST /v1/users/{user}/disconnect` closes every connection of the
+//!   user (a banned user, a revoked token) with ERROR `disconnected` and
+//!   the reason, and parks nothing (no resume);
+//! * `POST /v1/users/{user}/unsubscribe` ends the user's subscriptions to
+//!   one destination with a last MESSAGE carrying `unsubscribed:true` and
+//!   the reason; the connections stay.
+//!
+//! The api publishes the command to the gateways' reserved control
+//! destination, which every node subscribes to. Allowed to a caller whose
+//! token grants SEND on the control destination.
 
 use std::sync::Arc;
 
@@ -22,7 +27,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    messages::{authorize, publish_through_redis},
+    messages::{authorize, check_destination_text, publish_through_redis},
     ApiError, AppState,
 };
 
@@ -38,6 +43,24 @@ struct Disconnect {
     /// Shown to the client in the ERROR frame's `reason` header.
     #[serde(default)]
     reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unsubscribe {
+    /// As the user's clients subscribed to it.
+    destination: String,
+    /// Shown to the client in the last MESSAGE's `reason` header.
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Unsubscribing {
+    user: String,
+    destination: String,
+    reason: String,
+    message_id: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,21 +93,59 @@ pub async fn disconnect(
         "user": user,
         "reason": request.reason,
     });
-    let published = publish_through_redis(
-        &state,
-        CONTROL_DESTINATION,
-        Vec::new(),
-        Bytes::from(command.to_string()),
-    )
-    .await?;
+    let message_id = publish_command(&state, command).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Disconnecting {
             user,
             reason: request.reason,
-            message_id: published.message_id,
+            message_id,
         }),
     ))
+}
+
+pub async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    user: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(user) = user.map_err(|e| ApiError::bad_request("bad_user", e.body_text()))?;
+    check_text("user", &user, false)?;
+    authorize(&state, &headers, Action::Send, CONTROL_DESTINATION)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let request: Unsubscribe = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let destination = check_destination_text(&state, request.destination)?;
+    check_text("reason", &request.reason, true)?;
+    let command = serde_json::json!({
+        "action": "unsubscribe-user",
+        "user": user,
+        "destination": destination,
+        "reason": request.reason,
+    });
+    let message_id = publish_command(&state, command).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Unsubscribing {
+            user,
+            destination,
+            reason: request.reason,
+            message_id,
+        }),
+    ))
+}
+
+/// Publishes `command` to every gateway; returns its message id.
+async fn publish_command(state: &AppState, command: serde_json::Value) -> Result<String, ApiError> {
+    let published = publish_through_redis(
+        state,
+        CONTROL_DESTINATION,
+        Vec::new(),
+        Bytes::from(command.to_string()),
+    )
+    .await?;
+    Ok(published.message_id)
 }
 
 fn check_text(what: &'static str, text: &str, may_be_empty: bool) -> Result<(), ApiError> {

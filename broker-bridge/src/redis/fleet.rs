@@ -93,7 +93,7 @@ mod tests {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let reply = Value::Array(vec![
             bulk("a"),
-            bulk("10 0 0 99"),
+            bulk("10 0 0 20 4 99"),
             bulk("b"),
             bulk("garbage"),
             bulk("c"),
@@ -102,9 +102,17 @@ mod tests {
         let loads = parse_reply(reply).unwrap();
         let summary: Vec<_> = loads
             .iter()
-            .map(|l| (l.node.as_str(), l.connections, l.capacity, l.draining))
+            .map(|l| {
+                (
+                    l.node.as_str(),
+                    l.connections,
+                    l.capacity,
+                    l.draining,
+                    l.subscriptions,
+                )
+            })
             .collect();
-        assert_eq!(summary, [("a", 10, 0, false), ("c", 3, 100, true)]);
+        assert_eq!(summary, [("a", 10, 0, false, 20), ("c", 3, 100, true, 0)]);
         assert!(parse_reply(Value::Nil).is_err());
     }
 }

@@ -29,12 +29,30 @@ pub struct EncodedMessage {
     binary_body: bool,
     message_id: Arc<str>,
     position: Option<Position>,
+    /// A notice that the subscription it is delivered to has ended (a
+    /// backend unsubscribed the user): the session forgets the
+    /// subscription once it is written.
+    ends_subscription: bool,
 }
 
 impl EncodedMessage {
     /// Encodes `publication` once for `version` (1.0 sessions get unescaped
     /// headers, so the node keeps one encoding per escaping rule).
     pub fn encode(publication: &Publication, version: Version) -> Arc<EncodedMessage> {
+        Arc::new(EncodedMessage::build(publication, version, false))
+    }
+
+    /// Encodes the last MESSAGE of a subscription that a backend ended
+    /// ([`EncodedMessage::ends_subscription`]).
+    pub fn final_notice(publication: &Publication, version: Version) -> Arc<EncodedMessage> {
+        Arc::new(EncodedMessage::build(publication, version, true))
+    }
+
+    fn build(
+        publication: &Publication,
+        version: Version,
+        ends_subscription: bool,
+    ) -> EncodedMessage {
         let escaping = version.escapes_headers();
         let headers_len: usize = publication
             .headers
@@ -78,14 +96,20 @@ impl EncodedMessage {
         buf.put_u8(b'\n');
         buf.put_slice(&publication.body);
         buf.put_u8(0);
-        Arc::new(EncodedMessage {
+        EncodedMessage {
             created: Instant::now(),
             bytes: buf.freeze(),
             split,
             binary_body: std::str::from_utf8(&publication.body).is_err(),
             message_id: publication.message_id.clone(),
             position: publication.position,
-        })
+            ends_subscription,
+        }
+    }
+
+    /// Whether the subscription it is delivered to ends with it.
+    pub fn ends_subscription(&self) -> bool {
+        self.ends_subscription
     }
 
     /// Everything before the per-subscriber headers.

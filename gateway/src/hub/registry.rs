@@ -297,6 +297,23 @@ impl Registry {
 
     /// The current exact subscribers of `destination`, without holding any
     /// lock afterwards.
+    /// The subscriptions to exactly `destination` (a wildcard one by its
+    /// pattern) whose connection belongs to `user`.
+    pub fn subscriptions_of(&self, destination: &str, user: &str) -> Vec<Subscriber> {
+        self.table(destination)
+            .lock()
+            .get(destination)
+            .map(|topic| {
+                topic
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.outbound.user() == Some(user))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn snapshot(&self, destination: &str) -> Option<Arc<[Subscriber]>> {
         self.shard(destination)
             .lock()

@@ -207,6 +207,8 @@ mod tests {
             connections,
             capacity,
             draining,
+            subscriptions: 0,
+            destinations: 0,
         }
     }
 

@@ -35,7 +35,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::{interval, interval_at, Instant, MissedTickBehavior};
 
-use crate::{config::FleetConfig, drain::Lifecycle, metrics::Metrics, roster::Roster};
+use crate::{
+    config::FleetConfig, drain::Lifecycle, hub::Registry, metrics::Metrics, roster::Roster,
+};
 use bounce::Bounces;
 use fleet::{decide, Decision, Policy, State, Summary};
 use metrics::RebalanceMetrics;
@@ -50,6 +52,7 @@ pub struct Rebalance {
     /// `--max-connections`, reported to the fleet (0: unlimited).
     capacity: u64,
     roster: Arc<Roster>,
+    registry: Arc<Registry>,
     /// The cluster's membership table; `None` on a node without one (the
     /// embedded broker, sharded pub/sub): rebalancing is then off.
     fleet: Option<Arc<dyn FleetView>>,
@@ -110,6 +113,8 @@ pub struct RebalanceParts {
     pub node_id: Arc<str>,
     pub capacity: u64,
     pub roster: Arc<Roster>,
+    /// Counted into each report (the api's cluster view).
+    pub registry: Arc<Registry>,
     pub fleet: Option<Arc<dyn FleetView>>,
     pub lifecycle: Arc<Lifecycle>,
     pub node_metrics: Arc<Metrics>,
@@ -126,6 +131,7 @@ impl Rebalance {
             node_id: parts.node_id,
             capacity: parts.capacity,
             roster: parts.roster,
+            registry: parts.registry,
             fleet: parts.fleet,
             lifecycle: parts.lifecycle,
             node_metrics: parts.node_metrics,
@@ -159,6 +165,8 @@ impl Rebalance {
             connections: self.connections(),
             capacity: self.capacity,
             draining: self.lifecycle.is_draining(),
+            subscriptions: self.registry.subscription_count() as u64,
+            destinations: self.registry.destination_count() as u64,
         };
         let report = self
             .fleet

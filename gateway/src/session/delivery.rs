@@ -24,6 +24,14 @@ impl Session {
             return Ok(false);
         };
         let message = &delivery.message;
+        if message.ends_subscription() {
+            out.frame(&[message.head(), &sub.header, message.tail()], false);
+            let key = sub.key;
+            self.subscriptions.retain(|s| s.key != key);
+            self.acks.forget_subscription(key);
+            self.publish_movability();
+            return Ok(true);
+        }
         if let (Some(through), Some(position)) = (sub.replayed_through, message.position()) {
             if sub.last.is_some_and(|last| position <= last) {
                 return Ok(false);
