@@ -215,6 +215,9 @@ impl Node {
                 affinity_cookie: config.resume.affinity_cookie.clone(),
                 tls: config.tls.tls_cert.is_some(),
                 broker_grace: std::time::Duration::from_millis(config.cluster.redis_grace_ms),
+                demo_presence: presence
+                    .as_ref()
+                    .is_some_and(|p| p.tracks("/topic/chat.lobby")),
             },
             lifecycle: lifecycle.clone(),
             security: security.clone(),

@@ -18,7 +18,8 @@ async fn two_browser_pages_chat_through_the_demo_page() {
             && PathBuf::from("/usr/bin/chromium").exists(),
         "browser test dependencies missing: run scripts/install-browser-deps (scripts/test does)"
     );
-    let gw = support::start(&[]).await;
+    // With presence on the demo's rooms, so the page lists who is there.
+    let gw = support::start(&["--presence-prefix", "/topic/chat."]).await;
     let screenshot = root.join("target/demo_chat.png");
     let run = Command::new("node")
         .arg(root.join("tests/browser/demo_chat.mjs"))

@@ -14,7 +14,9 @@
 // names and join the same random room; both must show "connected". A sends a message with
 // Enter (text full of HTML metacharacters); it must appear, as plain text, on B (as someone
 // else's message) and on A (as its own). B replies with the Send button; A must show it.
-// Then B leaves (status "disconnected"). No uncaught page errors are allowed. Screenshots of
+// When the page says the gateway has presence, both pages list both names as in the room, and
+// after B leaves, A lists only A. Then B leaves (status "disconnected"). No uncaught page errors
+// are allowed. Screenshots of
 // A and B, side by side, go to the screenshot path (default /tmp/demo_chat.png).
 //
 // Every wait is bounded (10 s) and the whole run by 60 s; the browser is always closed.
@@ -217,6 +219,16 @@ async function main() {
     check(m.count === 2, `B shows ${m.count} messages, expected 2`);
   });
 
+  const presence = await a.evaluate(() => document.querySelector('meta[name="gateway-presence"]')?.content === 'on');
+  const whoIs = (page, names) =>
+    page.waitForFunction(n => document.getElementById('who')?.textContent === n, names, { timeout: STEP_TIMEOUT_MS });
+  if (presence) {
+    await step('both pages show who is in the room', async () => {
+      const both = [nameA, nameB].sort().join(', ');
+      await Promise.all([whoIs(a, both), whoIs(b, both)]);
+    });
+  }
+
   await step('screenshot', async () => {
     const [shotA, shotB] = await Promise.all([a.screenshot(), b.screenshot()]);
     // Compose A | B side by side in a scratch page, so no image library is needed.
@@ -240,6 +252,10 @@ async function main() {
     await b.waitForSelector('#join:not([disabled])', { timeout: STEP_TIMEOUT_MS });
   });
 
+  if (presence) {
+    await step('A shows that B left', () => whoIs(a, nameA));
+  }
+
   await step('no page errors', async () => {
     for (const [label, p] of Object.entries(pages)) {
       check(p.errors.length === 0, `page ${label} threw: ${p.errors.join('; ')}`);
@@ -250,7 +266,7 @@ async function main() {
   await closeBrowser();
   clearTimeout(overall);
   finished = true;
-  console.log(`room ${room}: 2 pages, 2 messages, ${((Date.now() - started) / 1000).toFixed(1)} s; screenshot ${screenshotPath}`);
+  console.log(`room ${room}: 2 pages, 2 messages, presence ${presence ? 'checked' : 'off'}, ${((Date.now() - started) / 1000).toFixed(1)} s; screenshot ${screenshotPath}`);
   console.log(`${PREFIX}: OK`);
   process.exit(0);
 }

@@ -10,7 +10,7 @@ use axum::{
         rejection::{PathRejection, QueryRejection},
         Path, Query, State,
     },
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     Json,
 };
 use broker_bridge::{
@@ -119,7 +119,7 @@ pub async fn nodes(
             async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
         })
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(unavailable)?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -160,12 +160,8 @@ fn live_nodes(reply: Value, now_ms: u64) -> Vec<Node> {
         .collect()
 }
 
-fn unavailable(e: impl ToString) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "redis_unavailable",
-        e.to_string(),
-    )
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable("Redis", e)
 }
 
 #[cfg(test)]

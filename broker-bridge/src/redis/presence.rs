@@ -48,10 +48,12 @@ local nodes = P .. 'presence:nodes'
 
 local function next_version()
   local key = P .. 'presence:version'
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('SET', key, string.format('%d', now * 1000))
+  local version = redis.call('INCR', key)
+  if version == 1 then
+    version = now * 1000
+    redis.call('SET', key, string.format('%d', version))
   end
-  return redis.call('INCR', key)
+  return version
 end
 
 local function envelope(id, topic, body)

@@ -38,7 +38,7 @@ fn route_get(req: Request<Incoming>, server: Arc<Server>, peer: SocketAddr) -> R
         "/readyz" => readiness(&server),
         "/metrics" => metrics(&server),
         "/fleet" => fleet(&server),
-        "/" => asset(DEMO_PAGE, "text/html; charset=utf-8"),
+        "/" => demo_page(&server),
         "/stomp.umd.min.js" => asset(STOMPJS, "text/javascript; charset=utf-8"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -49,12 +49,25 @@ fn route_get(req: Request<Incoming>, server: Arc<Server>, peer: SocketAddr) -> R
 const DEMO_PAGE: &str = include_str!("../../static/index.html");
 const STOMPJS: &str = include_str!("../../static/stomp.umd.min.js");
 
-fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
+fn asset(body: impl Into<bytes::Bytes>, content_type: &'static str) -> Response<Body> {
     let mut response = respond(StatusCode::OK, content_type, body);
     response
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The demo page, told whether its rooms have presence.
+fn demo_page(server: &Server) -> Response<Body> {
+    if !server.settings.demo_presence {
+        return asset(DEMO_PAGE, "text/html; charset=utf-8");
+    }
+    let page = DEMO_PAGE.replacen(
+        r#"<meta name="gateway-presence" content="off">"#,
+        r#"<meta name="gateway-presence" content="on">"#,
+        1,
+    );
+    asset(page, "text/html; charset=utf-8")
 }
 
 /// `/readyz`: 200 while the node takes new connections; 503 while it

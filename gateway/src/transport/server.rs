@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub tls: bool,
     /// How long the broker may be unreachable before readiness fails.
     pub broker_grace: Duration,
+    /// The demo page's rooms (`/topic/chat.<room>`) have presence, so the
+    /// page shows who is in the room.
+    pub demo_presence: bool,
 }
 
 impl Server {
