@@ -712,7 +712,7 @@ async fn dashboards_and_alerts_use_only_metrics_the_api_exports() {
 
 /// `POST /v1/users/{user}/disconnect`: with a token granting SEND on the
 /// gateways' control destination, the api closes every connection of that
-/// user on a gateway (ERROR `disconnected` with the reason); another user
+/// user on both gateways (ERROR `disconnected` with the reason); another user
 /// stays; a token without the grant gets 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
@@ -723,9 +723,10 @@ async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
     std::fs::write(&secret, SECRET).unwrap();
     let secret = secret.to_str().unwrap();
     let gw = gateway(&redis, "/topic/chat.#", &["--jwt-secret-file", secret]).await;
+    let gw2 = gateway(&redis, "/topic/chat.#", &["--jwt-secret-file", secret]).await;
     let api = ApiProcess::start(&pg, &redis, &["--jwt-secret-file", secret]).await;
-    let connect = |user: &str| {
-        let mut target = loadtest::client::Target::parse(&format!("ws://{}/ws", gw.addr)).unwrap();
+    let connect = |user: &str, addr: std::net::SocketAddr| {
+        let mut target = loadtest::client::Target::parse(&format!("ws://{addr}/ws")).unwrap();
         target.token = Some(token(user, &[ROOM], &[], 3600));
         async move {
             loadtest::client::Client::connect(&target, None)
@@ -733,8 +734,10 @@ async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
                 .expect("stomp connect")
         }
     };
-    let mut alice = connect("alice").await;
-    let mut bob = connect("bob").await;
+    // Alice has a connection on each node.
+    let mut alice = connect("alice", gw.addr).await;
+    let mut alice2 = connect("alice", gw2.addr).await;
+    let mut bob = connect("bob", gw2.addr).await;
     sleep(Duration::from_millis(300)).await;
 
     let path = "/v1/users/alice/disconnect";
@@ -761,10 +764,12 @@ async fn disconnect_user_closes_that_users_connections_on_the_gateways() {
     assert_eq!(status, 202, "{reply}");
     assert_eq!(reply["user"], "alice");
 
-    let error = alice.frame_within(WAIT).await.expect("ERROR");
-    assert_eq!(error.command, stomp::Command::Error, "{error:?}");
-    assert_eq!(error.header("message"), Some("disconnected"));
-    assert_eq!(error.header("reason"), Some("account suspended"));
+    for alice in [&mut alice, &mut alice2] {
+        let error = alice.frame_within(WAIT).await.expect("ERROR");
+        assert_eq!(error.command, stomp::Command::Error, "{error:?}");
+        assert_eq!(error.header("message"), Some("disconnected"));
+        assert_eq!(error.header("reason"), Some("account suspended"));
+    }
     assert!(
         bob.frame_within(Duration::from_millis(500)).await.is_err(),
         "bob was disconnected too"
