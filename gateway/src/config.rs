@@ -366,6 +366,19 @@ pub struct ConnectionConfig {
     /// kernel's default. Caps kernel memory per connection.
     #[arg(long, env = "GATEWAY_SOCKET_SEND_BUFFER", default_value_t = 0)]
     pub socket_send_buffer: usize,
+
+    /// Accept permessage-deflate (RFC 7692) when a client offers it, with
+    /// no context takeover either way: no compressor or window is held per
+    /// connection, and a broadcast is compressed once for every subscriber
+    /// (docs/protocol.md, "Compression").
+    #[arg(long, env = "GATEWAY_PERMESSAGE_DEFLATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub permessage_deflate: bool,
+
+    /// MESSAGE frames shorter than this many bytes go uncompressed on a
+    /// connection that negotiated permessage-deflate (compressing them
+    /// costs more CPU than the bytes it saves).
+    #[arg(long, env = "GATEWAY_DEFLATE_THRESHOLD", default_value_t = 256)]
+    pub deflate_threshold: usize,
 }
 
 /// Graceful drain on SIGTERM.

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod deflate;
 pub mod drain;
 pub mod hub;
 pub mod metrics;

@@ -159,6 +159,15 @@ pub struct Metrics {
     pub max_connections: IntGauge,
     subscriptions: IntGauge,
     destinations: IntGauge,
+    /// Upgrades that negotiated permessage-deflate.
+    pub deflate_negotiated: IntCounter,
+    /// MESSAGE encodings compressed (once per message, for every subscriber).
+    pub deflate_compressions: IntCounter,
+    /// Compressed MESSAGE frames written.
+    pub deflate_frames_out: IntCounter,
+    /// Payload bytes of compressed frames written: before and after.
+    pub deflate_bytes_raw: IntCounter,
+    pub deflate_bytes_compressed: IntCounter,
 }
 
 impl Default for Metrics {
@@ -332,6 +341,26 @@ impl Metrics {
                 "The node's connection cap (--max-connections); 0 = no cap",
             ),
             subscriptions: gauge("gateway_subscriptions", "Local subscriptions"),
+            deflate_negotiated: counter(
+                "gateway_deflate_negotiated_total",
+                "WebSocket upgrades that negotiated permessage-deflate",
+            ),
+            deflate_compressions: counter(
+                "gateway_deflate_compressions_total",
+                "MESSAGE encodings compressed, once per message for all its subscribers",
+            ),
+            deflate_frames_out: counter(
+                "gateway_deflate_frames_out_total",
+                "Compressed MESSAGE frames written",
+            ),
+            deflate_bytes_raw: counter(
+                "gateway_deflate_raw_bytes_total",
+                "Bytes of the MESSAGE frames sent compressed, before compression",
+            ),
+            deflate_bytes_compressed: counter(
+                "gateway_deflate_compressed_bytes_total",
+                "Bytes of the MESSAGE frames sent compressed, as sent",
+            ),
             destinations: gauge(
                 "gateway_destinations",
                 "Destinations with at least one local subscriber",

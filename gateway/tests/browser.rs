@@ -18,8 +18,16 @@ async fn two_browser_pages_chat_through_the_demo_page() {
             && PathBuf::from("/usr/bin/chromium").exists(),
         "browser test dependencies missing: run scripts/install-browser-deps (scripts/test does)"
     );
-    // With presence on the demo's rooms, so the page lists who is there.
-    let gw = support::start(&["--presence-prefix", "/topic/chat."]).await;
+    // With presence on the demo's rooms, so the page lists who is there;
+    // with permessage-deflate, which Chromium offers on every WebSocket.
+    let gw = support::start(&[
+        "--presence-prefix",
+        "/topic/chat.",
+        "--permessage-deflate",
+        "--deflate-threshold",
+        "64",
+    ])
+    .await;
     let screenshot = root.join("target/demo_chat.png");
     let run = Command::new("node")
         .arg(root.join("tests/browser/demo_chat.mjs"))
@@ -39,4 +47,19 @@ async fn two_browser_pages_chat_through_the_demo_page() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(screenshot.exists(), "screenshot written");
+    // Both pages negotiated compression and got compressed MESSAGEs (each
+    // chat message was compressed once for both).
+    let metrics = support::http_get(gw.addr, "/metrics", "").await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value("gateway_deflate_negotiated_total") >= 2, "{metrics}");
+    assert!(value("gateway_deflate_frames_out_total") >= 4, "{metrics}");
+    assert!(
+        value("gateway_deflate_compressions_total") < value("gateway_deflate_frames_out_total"),
+        "a message to both pages is compressed once"
+    );
 }

@@ -86,6 +86,23 @@ async fn websocket_client_sees_rfc6455_outcomes() {
     run_check(python, "websocket_check.py", "websocket interop: OK").await;
 }
 
+/// permessage-deflate with a third-party client that offers it on every
+/// connection (Python `websockets`): negotiated, inflated both ways, one
+/// compression per broadcast.
+#[tokio::test]
+async fn websockets_client_negotiates_permessage_deflate() {
+    let python = repo_root().join(".venv-interop/bin/python");
+    run_check_with(
+        python,
+        "deflate_check.py",
+        "deflate interop: OK",
+        &["--permessage-deflate"],
+        "ws",
+        &[],
+    )
+    .await;
+}
+
 /// stomp.py over wss:// (TLS served by the gateway, verified against a test
 /// CA) with a JWT as its CONNECT passcode, as a production client connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

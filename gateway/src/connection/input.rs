@@ -95,10 +95,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return true;
             }
             let was_connected = self.session.is_connected();
-            match self
-                .session
-                .on_frame(frame, &mut WebSocketOut(&mut self.write))
-            {
+            let flow = self.session.on_frame(
+                frame,
+                &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
+            );
+            match flow {
                 Ok(Flow::Continue) => {
                     if !was_connected && self.session.is_connected() {
                         self.decoder

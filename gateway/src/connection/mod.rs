@@ -125,6 +125,8 @@ pub struct Admission {
     /// The fingerprint of the affinity cookie the upgrade response set
     /// (0: none).
     pub affinity: u64,
+    /// The upgrade negotiated permessage-deflate.
+    pub deflate: bool,
 }
 
 /// Runs one connection to completion. `early` holds bytes the HTTP layer
@@ -158,6 +160,7 @@ where
         principal,
         ip_slot,
         affinity,
+        deflate,
     } = admission;
     // A WebSocket message may carry more than one STOMP frame, but never
     // more than two of the largest.
@@ -176,7 +179,7 @@ where
         stream,
         ctx,
         outbound,
-        ws: WsReader::new(max_message),
+        ws: WsReader::new(max_message, deflate),
         raw,
         stomp: BytesMut::new(),
         write: BytesMut::new(),
@@ -223,16 +226,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Event::SubscriptionLive => {
                     if let Some(Pending::Subscription(pending)) = self.pending.take() {
                         if let Some(receipt) = &pending.receipt {
-                            self.session
-                                .write_receipt(receipt, &mut WebSocketOut(&mut self.write));
+                            self.session.write_receipt(
+                                receipt,
+                                &mut WebSocketOut::new(
+                                    &mut self.write,
+                                    self.ws.deflates(),
+                                    &self.ctx,
+                                ),
+                            );
                         }
                     }
                     self.process_input();
                 }
                 Event::Resumed(resolution) => {
                     self.pending = None;
-                    self.session
-                        .finish_resume(resolution, &mut WebSocketOut(&mut self.write));
+                    self.session.finish_resume(
+                        resolution,
+                        &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
+                    );
                     self.decoder
                         .set_escaping(self.session.version().escapes_headers());
                     self.process_input();
@@ -242,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         self.session.finish_resubscription(
                             planned,
                             replaying.receipt.as_deref(),
-                            &mut WebSocketOut(&mut self.write),
+                            &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
                         );
                     }
                     self.process_input();
@@ -358,7 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         tracing::debug!(message = %error.message, detail = ?error.detail, "closing connection with ERROR");
         self.ctx.metrics.frames_out(stomp::Command::Error, 1);
         write_frame(
-            &mut WebSocketOut(&mut self.write),
+            &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
             &error.to_frame(),
             self.session.version(),
         );

@@ -16,12 +16,16 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
+use crate::deflate::{self, InflateError};
+
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
+/// The first reserved bit: a compressed message (permessage-deflate).
+const RSV1: u8 = 0x40;
 
 /// Close codes we send (RFC 6455 section 7.4.1).
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -93,22 +97,31 @@ pub struct WsReader {
     in_text: bool,
     /// Payload of the control frame being read (at most 125 bytes).
     control: BytesMut,
-    /// The largest data message accepted (sum of its fragments).
+    /// The largest data message accepted (sum of its fragments, and once
+    /// inflated).
     max_message: u64,
     /// Bytes of the current data message so far.
     message_len: u64,
+    /// permessage-deflate was negotiated: messages with RSV1 are inflated.
+    inflate: bool,
+    /// The data message being read is compressed: its payload collects in
+    /// `deflated` and is inflated whole at its last fragment.
+    compressed: bool,
+    deflated: BytesMut,
 }
 
 impl Default for WsReader {
     fn default() -> Self {
-        WsReader::new(u64::MAX)
+        WsReader::new(u64::MAX, false)
     }
 }
 
 impl WsReader {
     /// A reader that refuses data messages longer than `max_message`
-    /// bytes (close code 1009) before reading their payload.
-    pub fn new(max_message: u64) -> WsReader {
+    /// bytes (close code 1009) before reading their payload, and, with
+    /// `inflate` (permessage-deflate negotiated), compressed ones that
+    /// inflate to more.
+    pub fn new(max_message: u64, inflate: bool) -> WsReader {
         WsReader {
             payload: None,
             fragmented: false,
@@ -117,7 +130,15 @@ impl WsReader {
             control: BytesMut::new(),
             max_message,
             message_len: 0,
+            inflate,
+            compressed: false,
+            deflated: BytesMut::new(),
         }
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflates(&self) -> bool {
+        self.inflate
     }
 
     /// True when no frame is partially read, so buffers can be released.
@@ -150,6 +171,8 @@ impl WsReader {
                 fastwebsockets::unmask(&mut chunk, mask);
                 if is_control {
                     self.control.extend_from_slice(&chunk);
+                } else if self.compressed {
+                    self.deflated.extend_from_slice(&chunk);
                 } else {
                     if self.in_text && !self.text.feed(&chunk) {
                         return Err(WsError::invalid_payload("text message is not valid UTF-8"));
@@ -173,12 +196,42 @@ impl WsReader {
                     _ => Control::Close(close_code(&body)?),
                 }));
             }
+            if payload.fin && std::mem::take(&mut self.compressed) {
+                self.inflate_message(data)?;
+            }
             if payload.fin && std::mem::take(&mut self.in_text) && !self.text.finish() {
                 return Err(WsError::invalid_payload(
                     "text message ends inside a UTF-8 sequence",
                 ));
             }
         }
+    }
+
+    /// Inflates the compressed message just read onto `data`, checking a
+    /// text message's UTF-8 as it goes.
+    fn inflate_message(&mut self, data: &mut BytesMut) -> Result<(), WsError> {
+        let start = data.len();
+        let limit = usize::try_from(self.max_message).unwrap_or(usize::MAX);
+        let inflated = deflate::inflate(&self.deflated, limit, data);
+        self.deflated = BytesMut::new();
+        match inflated {
+            Ok(_) => {}
+            Err(InflateError::TooLarge) => {
+                return Err(WsError {
+                    code: CLOSE_TOO_BIG,
+                    reason: "compressed message inflates to more than the server accepts",
+                })
+            }
+            Err(InflateError::Corrupt) => {
+                return Err(WsError::invalid_payload(
+                    "compressed message is not valid deflate data",
+                ))
+            }
+        }
+        if self.in_text && !self.text.feed(&data[start..]) {
+            return Err(WsError::invalid_payload("text message is not valid UTF-8"));
+        }
+        Ok(())
     }
 
     /// Parses one frame header if it is complete.
@@ -189,9 +242,15 @@ impl WsReader {
         let (b0, b1) = (raw[0], raw[1]);
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0F;
-        if b0 & 0x70 != 0 {
+        let compressed = b0 & RSV1 != 0;
+        if b0 & 0x70 & !RSV1 != 0 || (compressed && !self.inflate) {
             return Err(WsError::protocol(
                 "reserved bits set without a negotiated extension",
+            ));
+        }
+        if compressed && !matches!(opcode, OP_TEXT | OP_BINARY) {
+            return Err(WsError::protocol(
+                "compressed bit on a continuation or control frame",
             ));
         }
         if b1 & 0x80 == 0 {
@@ -232,6 +291,7 @@ impl WsReader {
                 }
                 self.fragmented = !fin;
                 self.in_text = opcode == OP_TEXT;
+                self.compressed = compressed;
                 self.message_len = 0;
             }
             OP_CONTINUATION => {
@@ -382,7 +442,12 @@ pub enum DataKind {
 
 /// Appends an unmasked, final frame header for a payload of `len` bytes.
 pub fn put_header(dst: &mut BytesMut, opcode: u8, len: usize) {
-    dst.put_u8(0x80 | opcode);
+    put_header_bits(dst, 0x80 | opcode, len);
+}
+
+/// The first byte is FIN, the RSV bits and the opcode, as given.
+fn put_header_bits(dst: &mut BytesMut, first: u8, len: usize) {
+    dst.put_u8(first);
     if len < 126 {
         dst.put_u8(len as u8);
     } else if len <= usize::from(u16::MAX) {
@@ -401,6 +466,16 @@ pub fn put_data_header(dst: &mut BytesMut, kind: DataKind, len: usize) {
         DataKind::Binary => OP_BINARY,
     };
     put_header(dst, opcode, len);
+}
+
+/// Appends the header of a data frame whose payload is compressed
+/// (permessage-deflate: RSV1 set).
+pub fn put_compressed_header(dst: &mut BytesMut, kind: DataKind, len: usize) {
+    let opcode = match kind {
+        DataKind::Text => OP_TEXT,
+        DataKind::Binary => OP_BINARY,
+    };
+    put_header_bits(dst, 0x80 | RSV1 | opcode, len);
 }
 
 /// Appends a whole data frame.
@@ -449,6 +524,80 @@ mod tests {
         out
     }
 
+    /// A client's compressed message, as RFC 7692 frames it (the tail
+    /// `00 00 ff ff` removed), split into frames of `split` bytes.
+    fn compressed_message(opcode: u8, text: &[u8], split: usize) -> Vec<u8> {
+        let frame = crate::deflate::CompressedFrame::new(b"", text);
+        let mut payload = BytesMut::new();
+        frame.put(&[], &mut payload);
+        let chunks: Vec<&[u8]> = payload.chunks(split).collect();
+        let mut wire = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let fin = i + 1 == chunks.len();
+            let mut f = client_frame(fin, if i == 0 { opcode } else { OP_CONTINUATION }, chunk);
+            if i == 0 {
+                f[0] |= RSV1;
+            }
+            wire.extend(f);
+        }
+        wire
+    }
+
+    fn read_compressed(wire: &[u8], max_message: u64) -> Result<BytesMut, WsError> {
+        let mut reader = WsReader::new(max_message, true);
+        let (mut raw, mut data) = (BytesMut::from(wire), BytesMut::new());
+        while reader.read(&mut raw, &mut data)?.is_some() {}
+        Ok(data)
+    }
+
+    #[test]
+    fn compressed_messages_inflate_only_where_negotiated_and_within_the_limit() {
+        let text = "SEND\ndestination:/topic/a\n\nhéllo héllo héllo héllo\0".repeat(50);
+        for split in [3, 40, 10_000] {
+            let wire = compressed_message(OP_TEXT, text.as_bytes(), split);
+            assert_eq!(
+                &read_compressed(&wire, 1 << 20).unwrap()[..],
+                text.as_bytes()
+            );
+        }
+        let wire = compressed_message(OP_TEXT, text.as_bytes(), 10_000);
+        // Not negotiated: RSV1 is a protocol error.
+        let mut plain = WsReader::new(1 << 20, false);
+        let err = plain
+            .read(&mut BytesMut::from(&wire[..]), &mut BytesMut::new())
+            .unwrap_err();
+        assert_eq!(err.code, CLOSE_PROTOCOL_ERROR);
+        // RSV1 on a continuation frame.
+        let mut wire = client_frame(false, OP_TEXT, b"SEND");
+        let mut cont = client_frame(true, OP_CONTINUATION, b"x");
+        cont[0] |= RSV1;
+        wire.extend(cont);
+        assert_eq!(
+            read_compressed(&wire, 1 << 20).unwrap_err().code,
+            CLOSE_PROTOCOL_ERROR
+        );
+        // A bomb: 10 MB of one byte in a few KB.
+        let bomb = compressed_message(OP_BINARY, &vec![b'a'; 10_000_000], 100_000);
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            read_compressed(&bomb, 65_536).unwrap_err().code,
+            CLOSE_TOO_BIG
+        );
+        // Invalid UTF-8 once inflated, in a text message.
+        let bad = compressed_message(OP_TEXT, &[b'a', 0xff, b'b'], 100);
+        assert_eq!(
+            read_compressed(&bad, 1 << 20).unwrap_err().code,
+            CLOSE_INVALID_PAYLOAD
+        );
+        // Not deflate at all.
+        let mut junk = client_frame(true, OP_BINARY, &[0xff, 0xff, 0xff, 0xff]);
+        junk[0] |= RSV1;
+        assert_eq!(
+            read_compressed(&junk, 1 << 20).unwrap_err().code,
+            CLOSE_INVALID_PAYLOAD
+        );
+    }
+
     #[test]
     fn data_split_anywhere_is_unmasked_in_order() {
         let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
@@ -495,7 +644,7 @@ mod tests {
 
     /// Reads `wire` whole; the first error's close code, or the controls.
     fn read_all(wire: &[u8], max_message: u64) -> Result<(Vec<Control>, BytesMut), u16> {
-        let mut reader = WsReader::new(max_message);
+        let mut reader = WsReader::new(max_message, false);
         let (mut raw, mut data) = (BytesMut::from(wire), BytesMut::new());
         let mut controls = Vec::new();
         loop {
@@ -626,7 +775,7 @@ mod tests {
             seed
         };
         let run = |wire: &[u8], chunk: usize| {
-            let mut reader = WsReader::new(300);
+            let mut reader = WsReader::new(300, false);
             let (mut raw, mut data) = (BytesMut::new(), BytesMut::new());
             let mut controls = Vec::new();
             for piece in wire.chunks(chunk) {

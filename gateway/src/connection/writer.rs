@@ -8,31 +8,95 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     websocket::{self, DataKind},
-    Connection,
+    Connection, ConnectionContext,
 };
 use crate::{
-    hub::CloseRequest,
+    hub::{CloseRequest, EncodedMessage},
     metrics::CloseReason,
     session::{Output, StompError},
 };
 
 /// Frames each STOMP frame a session writes as one WebSocket data message
-/// at the end of the connection's write buffer.
-pub struct WebSocketOut<'a>(pub &'a mut BytesMut);
+/// at the end of the connection's write buffer; on a connection that
+/// negotiated permessage-deflate, MESSAGE frames of at least
+/// `--deflate-threshold` bytes go compressed, from the encoding shared by
+/// every subscriber (see [`crate::deflate`]).
+pub struct WebSocketOut<'a> {
+    write: &'a mut BytesMut,
+    /// Set when the connection compresses.
+    deflate: Option<&'a ConnectionContext>,
+    /// Counted here, added to the node's metrics once (on drop).
+    compressed_frames: u64,
+    raw_bytes: u64,
+    compressed_bytes: u64,
+    compressions: u64,
+}
+
+impl<'a> WebSocketOut<'a> {
+    pub fn new(write: &'a mut BytesMut, deflate: bool, ctx: &'a ConnectionContext) -> Self {
+        WebSocketOut {
+            write,
+            deflate: deflate.then_some(ctx),
+            compressed_frames: 0,
+            raw_bytes: 0,
+            compressed_bytes: 0,
+            compressions: 0,
+        }
+    }
+}
+
+fn data_kind(binary: bool) -> DataKind {
+    if binary {
+        DataKind::Binary
+    } else {
+        DataKind::Text
+    }
+}
 
 impl Output for WebSocketOut<'_> {
     fn frame(&mut self, parts: &[&[u8]], binary: bool) {
-        let kind = if binary {
-            DataKind::Binary
-        } else {
-            DataKind::Text
-        };
         let len = parts.iter().map(|p| p.len()).sum();
-        self.0.reserve(len + 10);
-        websocket::put_data_header(self.0, kind, len);
+        self.write.reserve(len + 10);
+        websocket::put_data_header(self.write, data_kind(binary), len);
         for part in parts {
-            self.0.put_slice(part);
+            self.write.put_slice(part);
         }
+    }
+
+    fn message(&mut self, message: &EncodedMessage, middle: [&[u8]; 2], binary: bool) {
+        let threshold = self.deflate.map(|ctx| ctx.settings.deflate_threshold);
+        if threshold.is_none_or(|t| message.len() < t) {
+            self.frame(
+                &[message.head(), middle[0], middle[1], message.tail()],
+                binary,
+            );
+            return;
+        }
+        let (compressed, made) = message.compressed();
+        let middle_len = middle[0].len() + middle[1].len();
+        let len = compressed.len_with(middle_len);
+        self.write.reserve(len + 10);
+        websocket::put_compressed_header(self.write, data_kind(binary), len);
+        compressed.put(&middle, self.write);
+        self.compressions += u64::from(made);
+        self.compressed_frames += 1;
+        self.raw_bytes += (message.len() + middle_len) as u64;
+        self.compressed_bytes += len as u64;
+    }
+}
+
+impl Drop for WebSocketOut<'_> {
+    fn drop(&mut self) {
+        let (Some(ctx), true) = (self.deflate, self.compressed_frames > 0) else {
+            return;
+        };
+        let metrics = &ctx.metrics;
+        metrics.deflate_compressions.inc_by(self.compressions);
+        metrics.deflate_frames_out.inc_by(self.compressed_frames);
+        metrics.deflate_bytes_raw.inc_by(self.raw_bytes);
+        metrics
+            .deflate_bytes_compressed
+            .inc_by(self.compressed_bytes);
     }
 }
 
@@ -121,10 +185,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     .observe(delivery.message.age().as_secs_f64());
             }
             taken += 1;
-            match self
-                .session
-                .write_delivery(delivery, &mut WebSocketOut(&mut self.write))
-            {
+            match self.session.write_delivery(
+                delivery,
+                &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
+            ) {
                 Ok(true) => written += 1,
                 Ok(false) => {}
                 Err(e) => {

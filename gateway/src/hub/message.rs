@@ -11,7 +11,7 @@
 //! ```
 
 use std::{
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -19,6 +19,8 @@ use auth::headers::POSITION_HEADER;
 use broker_bridge::{Position, Publication};
 use bytes::{BufMut, Bytes, BytesMut};
 use stomp::{escape, Version};
+
+use crate::deflate::CompressedFrame;
 
 /// The shared, immutable encoding of one published message.
 pub struct EncodedMessage {
@@ -33,6 +35,9 @@ pub struct EncodedMessage {
     /// backend unsubscribed the user): the session forgets the
     /// subscription once it is written.
     ends_subscription: bool,
+    /// The permessage-deflate encoding, made by the first connection that
+    /// needs it and shared by the rest.
+    compressed: OnceLock<CompressedFrame>,
 }
 
 impl EncodedMessage {
@@ -104,7 +109,19 @@ impl EncodedMessage {
             message_id: publication.message_id.clone(),
             position: publication.position,
             ends_subscription,
+            compressed: OnceLock::new(),
         }
+    }
+
+    /// The frame compressed for permessage-deflate (once for every
+    /// subscriber); the flag is true for the one call that compressed it.
+    pub fn compressed(&self) -> (&CompressedFrame, bool) {
+        let mut made = false;
+        let frame = self.compressed.get_or_init(|| {
+            made = true;
+            CompressedFrame::new(self.head(), self.tail())
+        });
+        (frame, made)
     }
 
     /// Whether the subscription it is delivered to ends with it.

@@ -61,15 +61,7 @@ impl Session {
             MessageFrames::Text => false,
             MessageFrames::Binary => true,
         };
-        out.frame(
-            &[
-                message.head(),
-                &sub.header,
-                &ack_header[..ack_len],
-                message.tail(),
-            ],
-            binary,
-        );
+        out.message(message, [&sub.header, &ack_header[..ack_len]], binary);
         if let Some(position) = message.position() {
             sub.last = Some(position);
         }

@@ -5,6 +5,8 @@
 use bytes::BytesMut;
 use stomp::{Frame, Version};
 
+use crate::hub::EncodedMessage;
+
 /// Receives the frames a session writes, in order.
 pub trait Output {
     /// One whole STOMP frame, the concatenation of `parts` (a delivery is
@@ -13,6 +15,16 @@ pub trait Output {
     /// for a binary message: the body is not UTF-8 text, or the
     /// configuration says so.
     fn frame(&mut self, parts: &[&[u8]], binary: bool);
+
+    /// A MESSAGE: the shared encoding with one subscription's own headers
+    /// (`middle`) between its head and tail. A WebSocket output may send
+    /// the shared compressed encoding instead.
+    fn message(&mut self, message: &EncodedMessage, middle: [&[u8]; 2], binary: bool) {
+        self.frame(
+            &[message.head(), middle[0], middle[1], message.tail()],
+            binary,
+        );
+    }
 }
 
 /// Writes a session-level frame (CONNECTED, RECEIPT, ERROR) as text.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     body::Incoming,
-    header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL, SET_COOKIE},
+    header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, SET_COOKIE},
     upgrade::Upgraded,
     Request, Response, StatusCode,
 };
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     connection::{self, Admission, ConnectionContext},
+    deflate,
     drain::InFlight,
     metrics::UpgradeRejection,
     security::client_ip,
@@ -69,6 +70,17 @@ pub(super) fn upgrade(
         }
     };
     let subprotocol = select_subprotocol(&req);
+    admission.deflate = server.connections.settings.permessage_deflate
+        && deflate::accepts(
+            req.headers()
+                .get_all(SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+    let deflate = admission.deflate;
+    if deflate {
+        server.metrics.deflate_negotiated.inc();
+    }
     let cookie = super::affinity::set_cookie(
         req.headers(),
         &server.settings.affinity_cookie,
@@ -131,6 +143,12 @@ pub(super) fn upgrade(
     }
     if let Some((_, cookie)) = cookie {
         response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    if deflate {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(deflate::RESPONSE),
+        );
     }
     response
 }
@@ -280,6 +298,7 @@ fn admit<B>(req: &Request<B>, server: &Server, peer: SocketAddr) -> Result<Admis
         principal,
         ip_slot,
         affinity: 0,
+        deflate: false,
     })
 }
 

@@ -79,7 +79,29 @@ pub const OP_PONG: u8 = 10;
 #[derive(Debug, Clone)]
 pub struct WsMessage {
     pub opcode: u8,
+    /// Inflated when the server compressed it (permessage-deflate).
     pub payload: Vec<u8>,
+    /// The server sent it compressed (RSV1).
+    pub compressed: bool,
+}
+
+/// Inflates a permessage-deflate payload as RFC 7692 says: with the
+/// `00 00 ff ff` the sender removed appended, each message on its own.
+pub fn inflate_message(payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(payload.len() * 8 + 64);
+    let mut inflater = flate2::Decompress::new(false);
+    loop {
+        let consumed = inflater.total_in() as usize;
+        out.reserve(64 * 1024);
+        inflater
+            .decompress_vec(&input[consumed..], &mut out, flate2::FlushDecompress::Sync)
+            .expect("the server sent valid deflate data");
+        if inflater.total_in() as usize == input.len() && out.capacity() > out.len() {
+            return out;
+        }
+    }
 }
 
 /// A client's byte stream: plain TCP or TLS.
@@ -424,9 +446,17 @@ impl Client {
             self.buf[0] & 0x80 != 0,
             "server sends unfragmented messages"
         );
+        let compressed = self.buf[0] & 0x40 != 0;
         self.buf.advance(head);
-        let payload = self.buf.split_to(len).to_vec();
-        Some(WsMessage { opcode, payload })
+        let mut payload = self.buf.split_to(len).to_vec();
+        if compressed {
+            payload = inflate_message(&payload);
+        }
+        Some(WsMessage {
+            opcode,
+            payload,
+            compressed,
+        })
     }
 
     /// The next STOMP frame (heart-beats skipped). Panics on close/timeout.
