@@ -96,6 +96,11 @@ impl CompressedFrame {
         }
     }
 
+    /// The bytes it holds.
+    pub fn size(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
     /// The compressed payload's length with `middle` bytes between.
     pub fn len_with(&self, middle: usize) -> usize {
         let stored = if middle == 0 { 0 } else { 5 + middle };

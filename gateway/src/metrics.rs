@@ -161,6 +161,8 @@ pub struct Metrics {
     destinations: IntGauge,
     /// Upgrades that negotiated permessage-deflate.
     pub deflate_negotiated: IntCounter,
+    /// Open connections that negotiated it.
+    pub deflate_connections: IntGauge,
     /// MESSAGE encodings compressed (once per message, for every subscriber).
     pub deflate_compressions: IntCounter,
     /// Compressed MESSAGE frames written.
@@ -344,6 +346,10 @@ impl Metrics {
             deflate_negotiated: counter(
                 "gateway_deflate_negotiated_total",
                 "WebSocket upgrades that negotiated permessage-deflate",
+            ),
+            deflate_connections: gauge(
+                "gateway_deflate_connections",
+                "Open connections that negotiated permessage-deflate",
             ),
             deflate_compressions: counter(
                 "gateway_deflate_compressions_total",

@@ -71,7 +71,7 @@ impl Node {
     pub fn embedded(config: Config) -> Result<Arc<Node>, NodeError> {
         let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
-        let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
+        let fanout = Arc::new(fanout(&config, &registry, &metrics));
         let broker = Arc::new(EmbeddedBroker::new(fanout));
         let engine = Engine {
             broker: broker.clone(),
@@ -91,7 +91,7 @@ impl Node {
         config.node_id = Some(node_id.to_string());
         let registry = Arc::new(Registry::new(ring_settings(&config)));
         let metrics = Arc::new(Metrics::default());
-        let fanout = Arc::new(Fanout::new(registry.clone(), metrics.clone()));
+        let fanout = Arc::new(fanout(&config, &registry, &metrics));
         let cluster = &config.cluster;
         let mut options = RedisOptions::new(redis_url, node_id);
         options.channel_prefix = cluster.redis_channel_prefix.clone();
@@ -329,6 +329,16 @@ fn ring_settings(config: &Config) -> RingSettings {
         // Nobody resuming can need a message older than the window (plus
         // the time it may have waited in a queue before the disconnect).
         max_age: config.resume.window() + std::time::Duration::from_secs(60),
+    }
+}
+
+/// The node's fan-out, compressing at fan-out when permessage-deflate is on.
+fn fanout(config: &Config, registry: &Arc<Registry>, metrics: &Arc<Metrics>) -> Fanout {
+    let fanout = Fanout::new(registry.clone(), metrics.clone());
+    if config.connection.permessage_deflate {
+        fanout.with_deflate(config.connection.deflate_threshold)
+    } else {
+        fanout
     }
 }
 

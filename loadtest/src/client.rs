@@ -68,6 +68,8 @@ pub struct Target {
     pub stomp_host: Option<String>,
     /// The CONNECT `heart-beat` header (`0,0`: none).
     pub heart_beat: String,
+    /// Offer permessage-deflate and inflate what arrives compressed.
+    pub deflate: bool,
 }
 
 impl Target {
@@ -93,6 +95,7 @@ impl Target {
             token: None,
             stomp_host: None,
             heart_beat: "0,0".to_string(),
+            deflate: false,
         })
     }
 }
@@ -200,10 +203,15 @@ impl Client {
     }
 
     async fn upgrade(&mut self, target: &Target) -> Result<(), ClientError> {
+        let extensions = if target.deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: v12.stomp\r\n\r\n",
+             Sec-WebSocket-Protocol: v12.stomp\r\n{extensions}\r\n",
             target.path, target.host
         );
         self.stream.write_all(request.as_bytes()).await?;
@@ -288,11 +296,12 @@ impl Client {
     /// Moves the next WebSocket message's payload into the STOMP buffer.
     async fn read_ws_message(&mut self) -> Result<(), ClientError> {
         loop {
-            if let Some((opcode, head, len)) = parse_header(&self.read) {
+            if let Some((first, head, len)) = parse_header(&self.read) {
                 if self.read.len() >= head + len {
                     self.read.advance(head);
                     let payload = self.read.split_to(len);
-                    match opcode {
+                    match first & 0x0f {
+                        0..=2 if first & 0x40 != 0 => inflate_into(&payload, &mut self.stomp)?,
                         0..=2 => self.stomp.extend_from_slice(&payload),
                         8 => return Err(ClientError::Closed),
                         9 => {
@@ -317,22 +326,61 @@ impl Client {
     }
 }
 
-/// (opcode, header length, payload length) of a complete server frame header.
+thread_local! {
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// Inflates one permessage-deflate message (RFC 7692: `00 00 ff ff`
+/// appended) onto `out`, with the thread's decompressor reset for it.
+fn inflate_into(payload: &[u8], out: &mut BytesMut) -> Result<(), ClientError> {
+    INFLATER.with(|d| {
+        let mut d = d.borrow_mut();
+        d.reset(false);
+        let mut scratch = Vec::with_capacity(payload.len() * 4 + 256);
+        for input in [payload, &[0, 0, 0xff, 0xff][..]] {
+            let mut consumed = 0;
+            loop {
+                scratch.clear();
+                let (in_before, out_before) = (d.total_in(), d.total_out());
+                d.decompress_vec(
+                    &input[consumed..],
+                    &mut scratch,
+                    flate2::FlushDecompress::Sync,
+                )
+                .map_err(|e| ClientError::Protocol(format!("bad compressed message: {e}")))?;
+                consumed += (d.total_in() - in_before) as usize;
+                out.extend_from_slice(&scratch);
+                if out.len() > MAX_FRAME_BYTES {
+                    return Err(ClientError::Protocol("compressed message too large".into()));
+                }
+                let full = scratch.len() == scratch.capacity();
+                if !full && (consumed == input.len() || d.total_out() == out_before) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// (first byte, header length, payload length) of a complete server frame
+/// header; the first byte holds FIN, RSV1 (compressed) and the opcode.
 fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     if buf.len() < 2 {
         return None;
     }
-    let opcode = buf[0] & 0x0f;
+    let first = buf[0];
     match buf[1] & 0x7f {
         126 if buf.len() >= 4 => {
-            Some((opcode, 4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))))
+            Some((first, 4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))))
         }
         127 if buf.len() >= 10 => {
             let len = u64::from_be_bytes(buf[2..10].try_into().ok()?);
-            Some((opcode, 10, usize::try_from(len).ok()?))
+            Some((first, 10, usize::try_from(len).ok()?))
         }
         126 | 127 => None,
-        n => Some((opcode, 2, usize::from(n))),
+        n => Some((first, 2, usize::from(n))),
     }
 }
 

@@ -41,6 +41,11 @@ struct Args {
     /// sends any, so keep cx at 0.
     #[arg(long, global = true, default_value = "0,0")]
     heart_beat: String,
+    /// Offer permessage-deflate (RFC 7692) on every connection and inflate
+    /// compressed server messages (each on its own: the client asks for no
+    /// context takeover); sends stay uncompressed.
+    #[arg(long, global = true)]
+    permessage_deflate: bool,
     /// A token sent as the CONNECT passcode (JWT authentication).
     #[arg(long, global = true)]
     token: Option<String>,
@@ -118,6 +123,11 @@ enum Scenario {
         /// Message body size in bytes.
         #[arg(long, default_value_t = 100)]
         size: usize,
+        /// What the body holds: `x` repeated (the default; compresses
+        /// absurdly well), or `chat`: JSON chat messages of English-like
+        /// words (compresses as chat text does).
+        #[arg(long, value_enum, default_value_t = fanout::BodyKind::X)]
+        body: fanout::BodyKind,
         /// Destinations are this prefix plus the topic number.
         #[arg(long, default_value = "/topic/loadtest.")]
         destination_prefix: String,
@@ -236,6 +246,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
     target.token = args.token.clone();
     target.stomp_host = args.stomp_host.clone();
     target.heart_beat = args.heart_beat.clone();
+    target.deflate = args.permessage_deflate;
     let spread = if urls.len() > 1 {
         urls.iter()
             .map(|url| {
@@ -330,6 +341,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
                 publishers,
                 rate,
                 size,
+                body,
                 destination_prefix,
             } => {
                 fanout::run(fanout::FanoutConfig {
@@ -340,6 +352,7 @@ fn run(mut args: Args) -> anyhow::Result<()> {
                     publishers,
                     rate,
                     size,
+                    body,
                     destination_prefix,
                 })
                 .await

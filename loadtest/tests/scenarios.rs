@@ -73,6 +73,7 @@ async fn fanout_against_the_gateway_loses_nothing() {
         publishers: 2,
         rate: 400.0,
         size: 64,
+        body: fanout::BodyKind::X,
         destination_prefix: "/topic/lt.".into(),
     })
     .await;
@@ -310,6 +311,7 @@ async fn drops_repeats_and_reordering_are_detected() {
         publishers: 1,
         rate: 200.0,
         size: 16,
+        body: fanout::BodyKind::X,
         destination_prefix: "/topic/stub.".into(),
     })
     .await;

@@ -192,6 +192,10 @@ where
     async move {
         conn.ctx.metrics.connections_opened.inc();
         conn.ctx.metrics.connections_current.inc();
+        let deflate = conn.ws.deflates();
+        if deflate {
+            conn.ctx.metrics.deflate_connections.inc();
+        }
         let id = conn.ctx.roster.insert(conn.outbound.clone());
         // Now in the roster, the drain can see it: the handshake's hold ends.
         drop(handshake);
@@ -199,6 +203,9 @@ where
         conn.session.close(reason);
         conn.ctx.roster.remove(id);
         conn.ctx.metrics.connection_closed(reason);
+        if deflate {
+            conn.ctx.metrics.deflate_connections.dec();
+        }
         tracing::debug!(reason = reason.as_str(), "connection closed");
     }
 }

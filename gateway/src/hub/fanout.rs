@@ -21,11 +21,26 @@ use crate::metrics::Metrics;
 pub struct Fanout {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    /// `--deflate-threshold` when `--permessage-deflate` is on.
+    deflate_threshold: Option<usize>,
 }
 
 impl Fanout {
     pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Fanout {
-        Fanout { registry, metrics }
+        Fanout {
+            registry,
+            metrics,
+            deflate_threshold: None,
+        }
+    }
+
+    /// Compresses a message at fan-out, before a replay ring keeps it, while
+    /// connections with permessage-deflate are open: the ring is then
+    /// charged for the compressed bytes too, and no subscriber's write has
+    /// to compress.
+    pub fn with_deflate(mut self, threshold: usize) -> Fanout {
+        self.deflate_threshold = Some(threshold);
+        self
     }
 }
 
@@ -34,6 +49,12 @@ impl DeliverySink for Fanout {
         // Encoded before the lookup: the destination's replay ring keeps
         // this same encoding, taken under the lock of the snapshot.
         let escaped = EncodedMessage::encode(&publication, Version::V1_2);
+        if self.deflate_threshold.is_some_and(|t| escaped.len() >= t)
+            && self.metrics.deflate_connections.get() > 0
+            && escaped.compressed().1
+        {
+            self.metrics.deflate_compressions.inc();
+        }
         let lists = self
             .registry
             .recipients(&publication.destination, &route, &escaped);

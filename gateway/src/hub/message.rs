@@ -124,6 +124,12 @@ impl EncodedMessage {
         (frame, made)
     }
 
+    /// The bytes it holds: its encoding, and its compressed encoding once
+    /// made (what a replay ring is charged for keeping it).
+    pub fn footprint(&self) -> usize {
+        self.len() + self.compressed.get().map_or(0, CompressedFrame::size)
+    }
+
     /// Whether the subscription it is delivered to ends with it.
     pub fn ends_subscription(&self) -> bool {
         self.ends_subscription

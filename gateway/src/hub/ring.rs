@@ -94,7 +94,9 @@ pub struct RingMark {
 /// One destination's ring.
 pub struct ReplayRing {
     epoch: u64,
-    entries: VecDeque<Arc<EncodedMessage>>,
+    /// Each message with the bytes it was charged when kept (its encoding,
+    /// and its compressed encoding if it had one by then).
+    entries: VecDeque<(Arc<EncodedMessage>, usize)>,
     bytes: usize,
     /// The newest position evicted early (a replay from before it has a gap).
     evicted_through: Option<Position>,
@@ -115,7 +117,7 @@ impl ReplayRing {
     pub fn mark(&self) -> RingMark {
         RingMark {
             ring: self.epoch,
-            last: self.entries.back().and_then(|m| m.position()),
+            last: self.entries.back().and_then(|(m, _)| m.position()),
         }
     }
 
@@ -125,22 +127,21 @@ impl ReplayRing {
         let Some(position) = message.position() else {
             return;
         };
-        if self.entries.back().and_then(|m| m.position()) >= Some(position) {
+        if self.entries.back().and_then(|(m, _)| m.position()) >= Some(position) {
             tracing::warn!(%position, "replay ring: position out of order");
         }
         let settings = self.budget.settings;
         while self
             .entries
             .front()
-            .is_some_and(|m| m.age() > settings.max_age)
+            .is_some_and(|(m, _)| m.age() > settings.max_age)
         {
             self.pop_front(false);
         }
-        self.bytes += message.len();
-        self.budget
-            .bytes
-            .fetch_add(message.len(), Ordering::Relaxed);
-        self.entries.push_back(message.clone());
+        let charged = message.footprint();
+        self.bytes += charged;
+        self.budget.bytes.fetch_add(charged, Ordering::Relaxed);
+        self.entries.push_back((message.clone(), charged));
         while self.entries.len() > settings.per_destination
             || (self.budget.over() && !self.entries.is_empty())
         {
@@ -149,9 +150,9 @@ impl ReplayRing {
     }
 
     fn pop_front(&mut self, early: bool) {
-        if let Some(m) = self.entries.pop_front() {
-            self.bytes -= m.len();
-            self.budget.bytes.fetch_sub(m.len(), Ordering::Relaxed);
+        if let Some((m, charged)) = self.entries.pop_front() {
+            self.bytes -= charged;
+            self.budget.bytes.fetch_sub(charged, Ordering::Relaxed);
             if early {
                 self.evicted_through = m.position();
                 self.budget.evicted.fetch_add(1, Ordering::Relaxed);
@@ -179,18 +180,22 @@ impl ReplayRing {
                 return None;
             }
             match after {
-                Some(a) => self.entries.partition_point(|m| m.position() <= Some(a)),
+                Some(a) => self
+                    .entries
+                    .partition_point(|(m, _)| m.position() <= Some(a)),
                 None => 0,
             }
         } else {
             let a = after?;
-            let at = self.entries.partition_point(|m| m.position() < Some(a));
-            if self.entries.get(at).and_then(|m| m.position()) != Some(a) {
+            let at = self
+                .entries
+                .partition_point(|(m, _)| m.position() < Some(a));
+            if self.entries.get(at).and_then(|(m, _)| m.position()) != Some(a) {
                 return None;
             }
             at + 1
         };
-        Some(self.entries.range(from..).cloned().collect())
+        Some(self.entries.range(from..).map(|(m, _)| m.clone()).collect())
     }
 }
 
@@ -231,6 +236,26 @@ mod tests {
             max_bytes,
             max_age: Duration::from_secs(60),
         })
+    }
+
+    #[test]
+    fn a_compressed_encoding_is_charged_when_kept_and_returned_as_charged() {
+        let budget = budget(1, 1 << 20);
+        let mut ring = ReplayRing::new(&budget);
+        let compressed = message(1);
+        compressed.compressed();
+        assert!(compressed.footprint() > compressed.len());
+        ring.push(&compressed);
+        assert_eq!(budget.bytes(), compressed.footprint());
+        // Compressed after it was kept: what it was charged is given back.
+        let later = message(2);
+        ring.push(&later);
+        assert_eq!(budget.bytes(), later.len());
+        later.compressed();
+        ring.push(&message(3));
+        assert_eq!(budget.bytes(), message(3).len());
+        drop(ring);
+        assert_eq!(budget.bytes(), 0);
     }
 
     #[test]

@@ -30,8 +30,58 @@ pub struct FanoutConfig {
     pub rate: f64,
     /// Body size in bytes.
     pub size: usize,
+    pub body: BodyKind,
     /// Destinations are `<prefix><topic number>`.
     pub destination_prefix: String,
+}
+
+/// What a message body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BodyKind {
+    /// `x` repeated.
+    X,
+    /// JSON chat lines of English-like words, from a fixed seed.
+    Chat,
+}
+
+/// A body of `size` bytes of the given kind.
+pub fn body(size: usize, kind: BodyKind) -> String {
+    const WORDS: [&str; 48] = [
+        "the", "meeting", "is", "moved", "to", "tomorrow", "at", "noon", "can", "you", "bring",
+        "slides", "from", "last", "week", "thanks", "sure", "I", "will", "be", "there", "after",
+        "lunch", "did", "anyone", "see", "new", "build", "it", "fails", "on", "my", "machine",
+        "again", "looks", "like", "a", "flaky", "test", "let", "me", "check", "logs", "and", "get",
+        "back", "soon", "ok",
+    ];
+    match kind {
+        BodyKind::X => "x".repeat(size),
+        BodyKind::Chat => {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut out = String::with_capacity(size + 64);
+            while out.len() < size {
+                out.push_str(&format!(
+                    "{{\"user\":\"user-{}\",\"text\":\"",
+                    next() % 10_000
+                ));
+                for _ in 0..(4 + next() % 12) {
+                    out.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+                    out.push(' ');
+                }
+                out.push_str(&format!(
+                    "\",\"ts\":{}}}\n",
+                    1_765_000_000_000u64 + next() % 1_000_000
+                ));
+            }
+            out.truncate(size);
+            out
+        }
+    }
 }
 
 /// The topic of each subscriber: round robin, or in proportion to Zipf
@@ -162,7 +212,7 @@ pub async fn run(config: FanoutConfig) -> Report {
     let per_publisher = config.rate / config.publishers.max(1) as f64;
     let publish_start = Instant::now();
     let publish_end = publish_start + common.duration;
-    let body = "x".repeat(config.size);
+    let body = body(config.size, config.body);
     let mut publishers = Vec::new();
     for p in 0..config.publishers {
         let publisher = OpenLoop {
