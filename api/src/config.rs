@@ -180,6 +180,58 @@ pub struct Config {
     #[arg(long, env = "API_DEFAULT_SEND", value_delimiter = ',', global = true)]
     pub default_send: Vec<String>,
 
+    /// S3 bucket for attachments: `POST /v1/uploads` presigns uploads into
+    /// it (docs/api.md, "Attachments"). Without it uploads are off (404).
+    /// Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN), else the EC2 instance role.
+    #[arg(long, env = "API_UPLOAD_BUCKET", global = true)]
+    pub upload_bucket: Option<String>,
+
+    /// The bucket's AWS region.
+    #[arg(
+        long,
+        env = "API_UPLOAD_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub upload_region: String,
+
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`), addressed
+    /// path-style; default: AWS S3, virtual-hosted style.
+    #[arg(long, env = "API_UPLOAD_ENDPOINT", global = true)]
+    pub upload_endpoint: Option<String>,
+
+    /// Key prefix of every upload (the users' prefixes go under it).
+    #[arg(
+        long,
+        env = "API_UPLOAD_PREFIX",
+        default_value = "uploads/",
+        global = true
+    )]
+    pub upload_prefix: String,
+
+    /// Largest attachment, in bytes.
+    #[arg(long, env = "API_UPLOAD_MAX_BYTES", default_value_t = 10 << 20, global = true)]
+    pub upload_max_bytes: u64,
+
+    /// Content types an attachment may have (repeatable or comma-separated).
+    #[arg(
+        long = "upload-content-type",
+        env = "API_UPLOAD_CONTENT_TYPES",
+        value_delimiter = ',',
+        default_value = "image/jpeg,image/png,image/gif,image/webp,video/mp4,application/pdf,text/plain",
+        global = true
+    )]
+    pub upload_content_types: Vec<String>,
+
+    /// How long an upload (PUT) URL is valid, in ms.
+    #[arg(long, env = "API_UPLOAD_URL_TTL_MS", default_value_t = 300_000, global = true, value_parser = cli::parse_millis)]
+    pub upload_url_ttl_ms: u64,
+
+    /// How long a download (GET) URL is valid, in ms (at most 7 days).
+    #[arg(long, env = "API_DOWNLOAD_URL_TTL_MS", default_value_t = 86_400_000, global = true, value_parser = cli::parse_millis)]
+    pub download_url_ttl_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "API_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -251,11 +303,41 @@ impl Config {
         if self.destination_prefixes.iter().any(|p| p.is_empty()) {
             return invalid("destination prefixes must be non-empty");
         }
+        let week = crate::uploads::MAX_URL_TTL.as_millis() as u64;
+        if self.upload_url_ttl_ms == 0
+            || self.download_url_ttl_ms == 0
+            || self.upload_url_ttl_ms > week
+            || self.download_url_ttl_ms > week
+            || self.upload_max_bytes == 0
+            || self.upload_content_types.iter().any(|t| t.is_empty())
+        {
+            return invalid(
+                "upload and download URL lifetimes must be between 1 ms and 7 days, upload-max-bytes > 0, content types non-empty",
+            );
+        }
         Ok(self)
     }
 
     pub fn database_url(&self) -> &str {
         self.database_url.as_ref().map_or("", |s| s.0.as_str())
+    }
+
+    /// Where uploads go, when a bucket is configured.
+    pub fn upload_settings(&self) -> Option<crate::uploads::UploadSettings> {
+        Some(crate::uploads::UploadSettings {
+            bucket: self.upload_bucket.clone()?,
+            region: self.upload_region.clone(),
+            endpoint: self.upload_endpoint.clone(),
+            prefix: self.upload_prefix.clone(),
+            max_bytes: self.upload_max_bytes,
+            content_types: self
+                .upload_content_types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect(),
+            upload_ttl: Duration::from_millis(self.upload_url_ttl_ms),
+            download_ttl: Duration::from_millis(self.download_url_ttl_ms),
+        })
     }
 
     pub fn redis_url(&self) -> &str {

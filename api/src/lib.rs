@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod position;
 pub mod publish;
+pub mod uploads;
 pub use broker_bridge::redis::link as redis_link;
 
 use std::{
@@ -93,6 +94,9 @@ impl Api {
             pool: pool.clone(),
             redis: redis.clone(),
             channel_prefix: config.channel_prefix.clone(),
+            uploads: config
+                .upload_settings()
+                .map(|settings| uploads::Uploads::new(settings, uploads::Credentials::from_env())),
             publisher: publish::Publisher::new(
                 redis.clone(),
                 durable,

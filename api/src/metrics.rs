@@ -36,6 +36,8 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     /// Messages published through `POST`.
     pub published: IntCounter,
+    /// Attachment uploads presigned (`POST /v1/uploads`).
+    pub uploads_presigned: IntCounter,
     /// HTTP requests by route and status code.
     pub requests: IntCounterVec,
     /// HTTP request duration by route.
@@ -126,6 +128,10 @@ impl Default for Metrics {
             "api_published_messages_total",
             "Messages published through POST.",
         );
+        let uploads_presigned = counter(
+            "api_uploads_presigned_total",
+            "Attachment uploads presigned (POST /v1/uploads).",
+        );
         let requests = IntCounterVec::new(
             Opts::new(
                 "api_http_requests_total",
@@ -163,6 +169,7 @@ impl Default for Metrics {
             database_up,
             redis_up,
             published,
+            uploads_presigned,
             requests,
             request_seconds,
         }

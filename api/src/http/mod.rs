@@ -4,6 +4,7 @@ mod cluster;
 mod error;
 mod messages;
 mod ops;
+mod uploads;
 mod users;
 
 use std::sync::{atomic::AtomicBool, Arc};
@@ -41,6 +42,8 @@ pub struct AppState {
     /// The gateways' Redis prefix (channels, presence and fleet keys).
     pub channel_prefix: String,
     pub publisher: Publisher,
+    /// Presigns attachments; `None` without `--upload-bucket`.
+    pub uploads: Option<crate::uploads::Uploads>,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     /// Set on shutdown: readiness fails so the load balancer stops sending.
@@ -62,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(cluster::presence),
         )
         .route("/v1/cluster", get(cluster::nodes))
+        .route("/v1/uploads", axum::routing::post(uploads::create))
         .route(
             "/v1/users/{user}/disconnect",
             axum::routing::post(users::disconnect),

@@ -35,6 +35,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct ApiProcess {
     pub addr: SocketAddr,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -42,6 +43,16 @@ impl ApiProcess {
     /// Starts `api` against `pg` and `redis` with extra flags and waits
     /// until it answers `/healthz`.
     pub async fn start(pg: &Postgres, redis: &RedisServer, extra: &[&str]) -> ApiProcess {
+        ApiProcess::start_with_env(pg, redis, extra, &[]).await
+    }
+
+    /// [`ApiProcess::start`] with environment variables (AWS credentials).
+    pub async fn start_with_env(
+        pg: &Postgres,
+        redis: &RedisServer,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ApiProcess {
         let port = free_port();
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -57,6 +68,10 @@ impl ApiProcess {
         let mut api = ApiProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         api.spawn().await;
@@ -66,6 +81,7 @@ impl ApiProcess {
     async fn spawn(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_api"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -113,7 +113,15 @@ locals {
     API_DESTINATION_PREFIX = lookup(local.gateway_env, "GATEWAY_DESTINATION_PREFIX", "/topic/")
     API_MAX_BODY_BYTES     = lookup(local.gateway_env, "GATEWAY_MAX_FRAME_BYTES", "65536")
     API_LOG_FORMAT         = "json"
+    # Attachments: presigned PUT/GET into the media bucket, under the
+    # prefix the role below may write (docs/api.md, "Attachments").
+    API_UPLOAD_BUCKET = local.media_bucket_name
+    API_UPLOAD_REGION = local.region
+    API_UPLOAD_PREFIX = local.upload_prefix
   }, local.durable_env.api, local.history_env.api, local.api_security_env)
+
+  media_bucket_name = element(split(":::", var.media_bucket_arn), 1)
+  upload_prefix     = "uploads/"
 
   # The api checks the same tokens as the gateways: same issuer's keys,
   # issuers, audiences and default grants (the HMAC key comes from the same
@@ -449,10 +457,13 @@ data "aws_iam_policy_document" "node" {
   dynamic "statement" {
     for_each = each.key == "api" ? [1] : []
 
+    # What the api signs: uploads (PUT) and downloads (GET) of attachments,
+    # under the upload prefix only. A presigned URL carries the signer's
+    # rights, so these are exactly the rights any URL it hands out can use.
     content {
       sid       = "MediaObjects"
-      actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-      resources = ["${var.media_bucket_arn}/*"]
+      actions   = ["s3:GetObject", "s3:PutObject"]
+      resources = ["${var.media_bucket_arn}/${local.upload_prefix}*"]
     }
   }
 
