@@ -31,7 +31,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use prometheus::{IntCounter, IntGauge, Opts};
 use stomp::Version;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     config::PresenceConfig,
@@ -167,12 +167,12 @@ impl Presence {
     }
 
     /// Registers, then sends counts and keeps the registration alive, for
-    /// the life of the node.
+    /// the life of the node. The keep-alive runs on time even while counts
+    /// change without pause: it is also what removes crashed nodes.
     pub async fn run(self: Arc<Self>) {
         let mut registered = false;
-        let mut keep_alive = tokio::time::interval(self.keep_alive_every);
-        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut next_keep_alive = Instant::now() + self.keep_alive_every;
         loop {
             if !registered {
                 match self
@@ -184,6 +184,7 @@ impl Presence {
                         registered = true;
                         self.metrics.registrations.inc();
                         self.all_dirty();
+                        next_keep_alive = Instant::now() + self.keep_alive_every;
                     }
                     Err(e) => {
                         self.failed(&mut failing, &e);
@@ -192,20 +193,26 @@ impl Presence {
                     }
                 }
             }
+            if Instant::now() >= next_keep_alive {
+                next_keep_alive = Instant::now() + self.keep_alive_every;
+                match self
+                    .store
+                    .keep_alive(self.registration_ttl(), self.rules)
+                    .await
+                {
+                    Ok(l) => {
+                        self.metrics.swept.inc_by(u64::from(l.swept));
+                        registered = l.registered;
+                        failing = false;
+                    }
+                    Err(e) => self.failed(&mut failing, &e),
+                }
+                continue;
+            }
             if !self.has_dirty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = keep_alive.tick() => {
-                        match self.store.keep_alive(self.registration_ttl(), self.rules).await {
-                            Ok(l) => {
-                                self.metrics.swept.inc_by(u64::from(l.swept));
-                                registered = l.registered;
-                                failing = false;
-                            }
-                            Err(e) => self.failed(&mut failing, &e),
-                        }
-                        continue;
-                    }
+                    _ = tokio::time::sleep_until(next_keep_alive) => continue,
                 }
             }
             let counts = self.take_dirty();

@@ -169,7 +169,24 @@ async fn members_are_the_same_on_both_nodes_and_a_killed_nodes_members_leave_in_
 
     // Node b dies without a word: alice and bob leave once its
     // registration (3 keep-alives) expires and node a's next keep-alive
-    // sweeps it: within 4 keep-alive intervals.
+    // sweeps it: within 4 keep-alive intervals. Node a's presence keeps
+    // changing meanwhile (a user churning in another room): its keep-alive
+    // still runs on time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, addr) = (stop.clone(), a.addr);
+        tokio::spawn(async move {
+            let mut c = user(addr, "churner").await;
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                c.subscribe(&format!("c{n}"), "/topic/room.2", "auto").await;
+                c.send(Command::Unsubscribe, &[("id", &format!("c{n}"))], b"")
+                    .await;
+            }
+            n
+        })
+    };
     signal(&b, "KILL");
     let killed = Instant::now();
     let _ = b.wait();
@@ -187,7 +204,11 @@ async fn members_are_the_same_on_both_nodes_and_a_killed_nodes_members_leave_in_
         took <= bound,
         "members left {took:?} after the kill, bound {bound:?}"
     );
-    eprintln!("members of the killed node left {took:?} after SIGKILL");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cycles = churn.await.unwrap();
+    eprintln!(
+        "members of the killed node left {took:?} after SIGKILL, {cycles} churn cycles meanwhile"
+    );
     let mut last = user(a.addr, "w").await;
     let gone = watch(&mut last, "p", WATCH).await;
     assert_eq!(gone["users"], 0);

@@ -192,8 +192,7 @@ where
     async move {
         conn.ctx.metrics.connections_opened.inc();
         conn.ctx.metrics.connections_current.inc();
-        let deflate = conn.ws.deflates();
-        if deflate {
+        if conn.ws.deflates() {
             conn.ctx.metrics.deflate_connections.inc();
         }
         let id = conn.ctx.roster.insert(conn.outbound.clone());
@@ -203,7 +202,7 @@ where
         conn.session.close(reason);
         conn.ctx.roster.remove(id);
         conn.ctx.metrics.connection_closed(reason);
-        if deflate {
+        if conn.ws.deflates() {
             conn.ctx.metrics.deflate_connections.dec();
         }
         tracing::debug!(reason = reason.as_str(), "connection closed");

@@ -105,9 +105,11 @@ pub struct WsReader {
     /// permessage-deflate was negotiated: messages with RSV1 are inflated.
     inflate: bool,
     /// The data message being read is compressed: its payload collects in
-    /// `deflated` and is inflated whole at its last fragment.
+    /// `deflated` (boxed: only while such a message is in flight, and
+    /// small in every idle connection) and is inflated whole at its last
+    /// fragment.
     compressed: bool,
-    deflated: BytesMut,
+    deflated: Option<Box<BytesMut>>,
 }
 
 impl Default for WsReader {
@@ -132,7 +134,7 @@ impl WsReader {
             message_len: 0,
             inflate,
             compressed: false,
-            deflated: BytesMut::new(),
+            deflated: None,
         }
     }
 
@@ -172,7 +174,9 @@ impl WsReader {
                 if is_control {
                     self.control.extend_from_slice(&chunk);
                 } else if self.compressed {
-                    self.deflated.extend_from_slice(&chunk);
+                    self.deflated
+                        .get_or_insert_with(Box::default)
+                        .extend_from_slice(&chunk);
                 } else {
                     if self.in_text && !self.text.feed(&chunk) {
                         return Err(WsError::invalid_payload("text message is not valid UTF-8"));
@@ -212,8 +216,8 @@ impl WsReader {
     fn inflate_message(&mut self, data: &mut BytesMut) -> Result<(), WsError> {
         let start = data.len();
         let limit = usize::try_from(self.max_message).unwrap_or(usize::MAX);
-        let inflated = deflate::inflate(&self.deflated, limit, data);
-        self.deflated = BytesMut::new();
+        let payload = self.deflated.take().unwrap_or_default();
+        let inflated = deflate::inflate(&payload, limit, data);
         match inflated {
             Ok(_) => {}
             Err(InflateError::TooLarge) => {
