@@ -157,6 +157,22 @@ async fn stompjs_client_on_node() {
     .await;
 }
 
+/// The same stompjs checks with permessage-deflate, which Node's `ws`
+/// offers by default: every MESSAGE over 64 bytes arrives compressed (a
+/// stored block for the subscription header inside one shared stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_client_with_permessage_deflate() {
+    run_check_with(
+        PathBuf::from("node"),
+        "stompjs_check.mjs",
+        "stompjs interop: OK",
+        &["--permessage-deflate", "--deflate-threshold", "64"],
+        "ws",
+        &[],
+    )
+    .await;
+}
+
 /// stompjs with per-user destinations and an in-place token refresh: two
 /// connections of alice get what carol sends to `/user/alice/queue/inbox`,
 /// bob's gets nothing, and alice's refreshed connection keeps receiving.
