@@ -18,6 +18,7 @@ schedule, and the timer's millisecond granularity would otherwise count).
 Prints one table; --json writes the figures.
 
 Usage: broadcast_latency.py [--rabbitmq] [--big 15000] [--duration 20s] [--json out.json]
+                            [--gateway PATH]
 Build first: cargo build --release -p gateway -p loadtest
 """
 
@@ -58,6 +59,8 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--cases", default="big,small,one,saturation,idle")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--gateway", default=GATEWAY,
+                    help="the gateway binary (another build, for an A/B comparison)")
     args = ap.parse_args()
 
     extra = []
@@ -69,7 +72,7 @@ def main():
         stop = compare_rabbitmq.stop_rabbitmq
     else:
         port = free_port()
-        proc = subprocess.Popen([GATEWAY, "--listen", f"127.0.0.1:{port}", "--log", "warn",
+        proc = subprocess.Popen([args.gateway, "--listen", f"127.0.0.1:{port}", "--log", "warn",
                                  "--max-frame-rate", "0", "--outbound-queue", "8192"])
         wait_port(port, "gateway")
         pid, url = proc.pid, f"ws://127.0.0.1:{port}/ws"
