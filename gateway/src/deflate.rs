@@ -150,6 +150,7 @@ fn compress_segment(data: &[u8]) -> BytesMut {
                 break;
             }
         }
+        // Copied at its exact size: replay rings keep it, charged by length.
         BytesMut::from(&out[..])
     })
 }

@@ -89,11 +89,9 @@ impl Presence {
     /// Whether subscribers of `destination` are members (a concrete
     /// destination under a presence prefix).
     pub fn tracks(&self, destination: &str) -> bool {
-        !self.prefixes.is_empty()
-            && self
-                .prefixes
-                .iter()
-                .any(|p| destination.starts_with(p.as_str()))
+        self.prefixes
+            .iter()
+            .any(|p| destination.starts_with(p.as_str()))
             && !broker_bridge::pattern::is_wildcard(destination)
             && !destination.starts_with(auth::destination::USER_PREFIX)
             && !destination.starts_with(crate::hub::RESERVED_PREFIX)

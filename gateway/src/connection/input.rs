@@ -8,7 +8,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{websocket, writer::WebSocketOut, Connection, Pending, Replaying};
+use super::{websocket, Connection, Pending, Replaying};
 use crate::{
     connection::websocket::Control,
     metrics::CloseReason,
@@ -95,10 +95,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return true;
             }
             let was_connected = self.session.is_connected();
-            let flow = self.session.on_frame(
-                frame,
-                &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
-            );
+            let (session, mut out) = self.session_and_output();
+            let flow = session.on_frame(frame, &mut out);
+            drop(out);
             match flow {
                 Ok(Flow::Continue) => {
                     if !was_connected && self.session.is_connected() {

@@ -37,7 +37,6 @@ mod writer;
 
 pub use context::ConnectionContext;
 use websocket::WsReader;
-use writer::WebSocketOut;
 
 use crate::{
     drain::InFlight,
@@ -232,34 +231,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Event::SubscriptionLive => {
                     if let Some(Pending::Subscription(pending)) = self.pending.take() {
                         if let Some(receipt) = &pending.receipt {
-                            self.session.write_receipt(
-                                receipt,
-                                &mut WebSocketOut::new(
-                                    &mut self.write,
-                                    self.ws.deflates(),
-                                    &self.ctx,
-                                ),
-                            );
+                            let (session, mut out) = self.session_and_output();
+                            session.write_receipt(receipt, &mut out);
                         }
                     }
                     self.process_input();
                 }
                 Event::Resumed(resolution) => {
                     self.pending = None;
-                    self.session.finish_resume(
-                        resolution,
-                        &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
-                    );
+                    let (session, mut out) = self.session_and_output();
+                    session.finish_resume(resolution, &mut out);
+                    drop(out);
                     self.decoder
                         .set_escaping(self.session.version().escapes_headers());
                     self.process_input();
                 }
                 Event::Replayed(planned) => {
                     if let Some(Pending::Replay(replaying)) = self.pending.take() {
-                        self.session.finish_resubscription(
+                        let (session, mut out) = self.session_and_output();
+                        session.finish_resubscription(
                             planned,
                             replaying.receipt.as_deref(),
-                            &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
+                            &mut out,
                         );
                     }
                     self.process_input();
@@ -374,11 +367,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         tracing::debug!(message = %error.message, detail = ?error.detail, "closing connection with ERROR");
         self.ctx.metrics.frames_out(stomp::Command::Error, 1);
-        write_frame(
-            &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
-            &error.to_frame(),
-            self.session.version(),
-        );
+        let (session, mut out) = self.session_and_output();
+        write_frame(&mut out, &error.to_frame(), session.version());
+        drop(out);
         websocket::put_close(&mut self.write, code, &error.message);
         self.begin_close(error.reason);
     }

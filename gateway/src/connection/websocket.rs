@@ -444,6 +444,24 @@ pub enum DataKind {
     Binary,
 }
 
+impl DataKind {
+    /// Binary for a body that is not text (or configured so), else text.
+    pub fn of(binary: bool) -> DataKind {
+        if binary {
+            DataKind::Binary
+        } else {
+            DataKind::Text
+        }
+    }
+
+    fn opcode(self) -> u8 {
+        match self {
+            DataKind::Text => OP_TEXT,
+            DataKind::Binary => OP_BINARY,
+        }
+    }
+}
+
 /// Appends an unmasked, final frame header for a payload of `len` bytes.
 pub fn put_header(dst: &mut BytesMut, opcode: u8, len: usize) {
     put_header_bits(dst, 0x80 | opcode, len);
@@ -465,21 +483,13 @@ fn put_header_bits(dst: &mut BytesMut, first: u8, len: usize) {
 
 /// Appends the header of a data frame.
 pub fn put_data_header(dst: &mut BytesMut, kind: DataKind, len: usize) {
-    let opcode = match kind {
-        DataKind::Text => OP_TEXT,
-        DataKind::Binary => OP_BINARY,
-    };
-    put_header(dst, opcode, len);
+    put_header(dst, kind.opcode(), len);
 }
 
 /// Appends the header of a data frame whose payload is compressed
 /// (permessage-deflate: RSV1 set).
 pub fn put_compressed_header(dst: &mut BytesMut, kind: DataKind, len: usize) {
-    let opcode = match kind {
-        DataKind::Text => OP_TEXT,
-        DataKind::Binary => OP_BINARY,
-    };
-    put_header_bits(dst, 0x80 | RSV1 | opcode, len);
+    put_header_bits(dst, 0x80 | RSV1 | kind.opcode(), len);
 }
 
 /// Appends a whole data frame.

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     hub::{CloseRequest, EncodedMessage},
     metrics::CloseReason,
-    session::{Output, StompError},
+    session::{Output, Session, StompError},
 };
 
 /// Frames each STOMP frame a session writes as one WebSocket data message
@@ -43,13 +43,10 @@ impl<'a> WebSocketOut<'a> {
             compressions: 0,
         }
     }
-}
 
-fn data_kind(binary: bool) -> DataKind {
-    if binary {
-        DataKind::Binary
-    } else {
-        DataKind::Text
+    /// Bytes in the write buffer.
+    fn buffered(&self) -> usize {
+        self.write.len()
     }
 }
 
@@ -57,7 +54,7 @@ impl Output for WebSocketOut<'_> {
     fn frame(&mut self, parts: &[&[u8]], binary: bool) {
         let len = parts.iter().map(|p| p.len()).sum();
         self.write.reserve(len + 10);
-        websocket::put_data_header(self.write, data_kind(binary), len);
+        websocket::put_data_header(self.write, DataKind::of(binary), len);
         for part in parts {
             self.write.put_slice(part);
         }
@@ -76,7 +73,7 @@ impl Output for WebSocketOut<'_> {
         let middle_len = middle[0].len() + middle[1].len();
         let len = compressed.len_with(middle_len);
         self.write.reserve(len + 10);
-        websocket::put_compressed_header(self.write, data_kind(binary), len);
+        websocket::put_compressed_header(self.write, DataKind::of(binary), len);
         compressed.put(&middle, self.write);
         self.compressions += u64::from(made);
         self.compressed_frames += 1;
@@ -174,7 +171,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut taken = 0u64;
         let mut written = 0u64;
         let mut failed = None;
-        while self.write.len() < limit {
+        // One output for the whole batch: its compression counters reach
+        // the node's metrics once, when it is dropped.
+        let mut out = WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx);
+        while out.buffered() < limit {
             let Some(delivery) = self.outbound.pop() else {
                 break;
             };
@@ -185,10 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     .observe(delivery.message.age().as_secs_f64());
             }
             taken += 1;
-            match self.session.write_delivery(
-                delivery,
-                &mut WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx),
-            ) {
+            match self.session.write_delivery(delivery, &mut out) {
                 Ok(true) => written += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -197,6 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
+        drop(out);
         if let Some(e) = failed {
             self.fail(e);
         }
@@ -206,5 +204,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             metrics.deliveries_written.inc_by(written);
             metrics.frames_out(stomp::Command::Message, written);
         }
+    }
+
+    /// The session and an output into the connection's write buffer,
+    /// borrowed together.
+    pub(super) fn session_and_output(&mut self) -> (&mut Session, WebSocketOut<'_>) {
+        let out = WebSocketOut::new(&mut self.write, self.ws.deflates(), &self.ctx);
+        (&mut self.session, out)
     }
 }

@@ -295,8 +295,6 @@ impl Registry {
         }
     }
 
-    /// The current exact subscribers of `destination`, without holding any
-    /// lock afterwards.
     /// The subscriptions to exactly `destination` (a wildcard one by its
     /// pattern) whose connection belongs to `user`.
     pub fn subscriptions_of(&self, destination: &str, user: &str) -> Vec<Subscriber> {
@@ -314,6 +312,8 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The current exact subscribers of `destination`, without holding any
+    /// lock afterwards.
     pub fn snapshot(&self, destination: &str) -> Option<Arc<[Subscriber]>> {
         self.shard(destination)
             .lock()
