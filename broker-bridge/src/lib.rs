@@ -17,6 +17,7 @@
 //! [`RedisBroker`] implements all three over Redis pub/sub, streams and a
 //! fleet hash; [`ShardedRedisBroker`] the first over sharded pub/sub.
 
+pub mod control;
 pub mod durable;
 mod embedded;
 pub mod envelope;

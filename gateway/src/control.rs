@@ -1,17 +1,15 @@
-//! Commands from backends to every node, published to the reserved
-//! destination [`CONTROL_DESTINATION`] (the api's
+//! Carries out commands from backends ([`ControlCommand`]), published to
+//! the reserved destination [`CONTROL_DESTINATION`] (the api's
 //! `POST /v1/users/{user}/disconnect` and `…/unsubscribe` do it): each node
-//! subscribes to it
-//! like to any destination, so a command reaches every node through the
-//! cluster's pub/sub, and acts on its own connections.
+//! subscribes to it like to any destination, so a command reaches every
+//! node through the cluster's pub/sub, and acts on its own connections.
 //!
 //! No client may SEND or SUBSCRIBE there (`/gateway/` is reserved
 //! whatever `--destination-prefix` says).
 
 use std::{future::poll_fn, sync::Arc, time::Duration};
 
-use serde::Deserialize;
-
+pub use broker_bridge::control::{ControlCommand, CONTROL_DESTINATION};
 use broker_bridge::Publication;
 use bytes::Bytes;
 use stomp::Version;
@@ -20,31 +18,6 @@ use crate::{
     hub::{Delivery, EncodedMessage, Outbound, Registry, Subscriber},
     roster::Roster,
 };
-
-/// Where backends publish commands for every node.
-pub const CONTROL_DESTINATION: &str = "/gateway/control";
-
-/// One command, the JSON body of a message to [`CONTROL_DESTINATION`].
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-pub enum ControlCommand {
-    /// Close every connection of `user` on this node with ERROR
-    /// `disconnected` carrying `reason`; no resume.
-    DisconnectUser {
-        user: String,
-        #[serde(default)]
-        reason: String,
-    },
-    /// End every subscription of `user` to `destination` (exactly as the
-    /// client subscribed) on this node: a last MESSAGE with `unsubscribed`
-    /// and `reason` headers, then nothing more; the connection stays.
-    UnsubscribeUser {
-        user: String,
-        destination: String,
-        #[serde(default)]
-        reason: String,
-    },
-}
 
 /// Subscribes this node to the control destination and carries out what
 /// arrives, for the node's life.
@@ -78,7 +51,7 @@ pub async fn run(registry: Arc<Registry>, roster: Arc<Roster>) {
 /// Carries out one command; returns how many connections (disconnect) or
 /// subscriptions (unsubscribe) it touched. `id` names the notices it sends.
 pub fn carry_out(body: &[u8], roster: &Roster, registry: &Registry, id: &str) -> usize {
-    match serde_json::from_slice::<ControlCommand>(body) {
+    match ControlCommand::from_body(body) {
         Ok(ControlCommand::DisconnectUser { user, reason }) => {
             // A scan of the node's connections: commands are rare, and a
             // per-user index would cost every connection memory.
@@ -136,38 +109,5 @@ fn unsubscribed_notice(destination: &str, reason: &str, id: &str) -> Publication
         ],
         body: Bytes::new(),
         position: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_parse_and_unknown_ones_are_refused() {
-        let c: ControlCommand = serde_json::from_str(
-            r#"{"action":"disconnect-user","user":"alice","reason":"banned"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            c,
-            ControlCommand::DisconnectUser {
-                user: "alice".into(),
-                reason: "banned".into()
-            }
-        );
-        let c: ControlCommand = serde_json::from_str(
-            r#"{"action":"unsubscribe-user","user":"bob","destination":"/topic/a"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            c,
-            ControlCommand::UnsubscribeUser {
-                user: "bob".into(),
-                destination: "/topic/a".into(),
-                reason: String::new()
-            }
-        );
-        assert!(serde_json::from_str::<ControlCommand>(r#"{"action":"reboot"}"#).is_err());
     }
 }

@@ -14,16 +14,15 @@ use axum::{
     Json,
 };
 use broker_bridge::{
+    control::CONTROL_DESTINATION,
     presence::{Member, Members},
-    redis::{fleet_key, presence},
+    redis::{live_loads, presence},
     NodeLoad,
 };
-use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use super::{
     messages::{authorize, checked_destination},
-    users::CONTROL_DESTINATION,
     ApiError, AppState,
 };
 
@@ -111,19 +110,10 @@ pub async fn nodes(
     headers: HeaderMap,
 ) -> Result<Json<Cluster>, ApiError> {
     authorize(&state, &headers, Action::Send, CONTROL_DESTINATION)?;
-    let key = fleet_key(&state.channel_prefix);
-    let reply: Value = state
-        .redis
-        .with_retry(|mut c| {
-            let key = key.clone();
-            async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
-        })
+    let loads = live_loads(&state.redis, &state.channel_prefix)
         .await
         .map_err(unavailable)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut nodes = live_nodes(reply, now_ms);
+    let mut nodes: Vec<Node> = loads.into_iter().map(Node::from).collect();
     nodes.sort_by(|a, b| a.node.cmp(&b.node));
     Ok(Json(Cluster {
         connections: nodes.iter().map(|n| n.connections).sum(),
@@ -132,62 +122,19 @@ pub async fn nodes(
     }))
 }
 
-/// The fleet hash's reports that have not expired (the expiry is the last
-/// word, in Redis's clock, which the api's is assumed close to).
-fn live_nodes(reply: Value, now_ms: u64) -> Vec<Node> {
-    let Value::Array(items) = reply else {
-        return Vec::new();
-    };
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_string),
-        _ => None,
-    };
-    items
-        .chunks_exact(2)
-        .filter_map(|pair| {
-            let (node, value) = (text(&pair[0])?, text(&pair[1])?);
-            let expires: u64 = value.split_ascii_whitespace().last()?.parse().ok()?;
-            let load = NodeLoad::decode(&node, &value).filter(|_| expires > now_ms)?;
-            Some(Node {
-                node: load.node,
-                connections: load.connections,
-                capacity: load.capacity,
-                draining: load.draining,
-                subscriptions: load.subscriptions,
-                destinations: load.destinations,
-            })
-        })
-        .collect()
+impl From<NodeLoad> for Node {
+    fn from(load: NodeLoad) -> Node {
+        Node {
+            node: load.node,
+            connections: load.connections,
+            capacity: load.capacity,
+            draining: load.draining,
+            subscriptions: load.subscriptions,
+            destinations: load.destinations,
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable("Redis", e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expired_and_unreadable_reports_are_left_out() {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let reply = Value::Array(vec![
-            bulk("a"),
-            bulk("10 0 0 12 3 2000"),
-            bulk("b"),
-            bulk("5 0 1 5 1 500"),
-            bulk("c"),
-            bulk("garbage"),
-        ]);
-        let nodes = live_nodes(reply, 1000);
-        assert_eq!(nodes.len(), 1);
-        assert_eq!(
-            (
-                nodes[0].node.as_str(),
-                nodes[0].connections,
-                nodes[0].subscriptions
-            ),
-            ("a", 10, 12)
-        );
-    }
 }

@@ -206,8 +206,7 @@ pub async fn publish(
     let destination = checked_destination(&state, destination)?;
     let caller = authorize(&state, &headers, Action::Send, &destination)?;
     let body = request_body(body)?;
-    let message: NewMessage = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let message: NewMessage = json_body(&body)?;
     let payload = payload_of(&state, message.body, message.body_base64)?;
     let stomp_headers = message_headers(message.headers, message.content_type, caller.as_ref())?;
     let published = publish_through_redis(&state, &destination, stomp_headers, payload).await?;
@@ -241,8 +240,7 @@ pub async fn broadcast(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = request_body(body)?;
-    let request: NewBroadcast = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let request: NewBroadcast = json_body(&body)?;
     let count = request.destinations.len();
     if count == 0 || count > MAX_BROADCAST {
         return Err(ApiError::bad_request(
@@ -284,8 +282,13 @@ pub struct Broadcast {
     messages: Vec<Accepted>,
 }
 
-/// The request's body, or why it could not be read.
-fn request_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+/// A request's JSON body, as `T`.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
+}
+
+/// A request's body, or why it could not be read (413 when over the limit).
+pub(super) fn request_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             "too_large"
@@ -453,6 +456,22 @@ pub(super) fn check_destination_text(
     Ok(destination)
 }
 
+/// The caller of a request: `None` where the api runs without
+/// authentication.
+pub(super) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    state.auth.authenticate(authorization).map_err(|e| {
+        let message = match e {
+            AuthError::Missing => "send a JWT as Authorization: Bearer <token>".to_string(),
+            other => other.to_string(),
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    })
+}
+
 /// The caller, if it may do `action` on `destination`.
 pub(super) fn authorize(
     state: &AppState,
@@ -460,14 +479,7 @@ pub(super) fn authorize(
     action: Action,
     destination: &str,
 ) -> Result<Option<Caller>, ApiError> {
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = state.auth.authenticate(authorization).map_err(|e| {
-        let message = match e {
-            AuthError::Missing => "send a JWT as Authorization: Bearer <token>".to_string(),
-            other => other.to_string(),
-        };
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    })?;
+    let caller = authenticate(state, headers)?;
     if let Some(caller) = &caller {
         if !caller.may(action, destination) {
             return Err(ApiError::new(

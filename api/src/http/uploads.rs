@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use axum::{
     extract::{rejection::JsonRejection, State},
-    http::{header::AUTHORIZATION, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::IntoResponse,
     Json,
 };
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
+use super::{messages::authenticate, ApiError, AppState};
 use crate::uploads::{UploadError, UploadRequest};
 
 #[derive(Debug, Deserialize)]
@@ -39,18 +39,13 @@ pub async fn create(
             "attachments are not configured on this api (--upload-bucket)",
         ));
     };
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = state
-        .auth
-        .authenticate(authorization)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "uploads need an authenticated user: configure JWT keys on the api",
-            )
-        })?;
+    let caller = authenticate(&state, &headers)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "uploads need an authenticated user: configure JWT keys on the api",
+        )
+    })?;
     let Json(request) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
     let upload = uploads
         .presign(

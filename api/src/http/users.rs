@@ -23,17 +23,15 @@ use axum::{
     response::IntoResponse,
     Json,
 };
+use broker_bridge::control::{ControlCommand, CONTROL_DESTINATION};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    messages::{authorize, check_destination_text, publish_through_redis},
+    messages::{authorize, check_destination_text, json_body, publish_through_redis, request_body},
     ApiError, AppState,
 };
 
-/// The gateways' control destination (`gateway::control`): no client can
-/// use it, every node subscribes to it.
-pub const CONTROL_DESTINATION: &str = "/gateway/control";
 /// The longest user id or reason accepted (both end up in STOMP headers).
 const MAX_TEXT: usize = 256;
 
@@ -77,23 +75,22 @@ pub async fn disconnect(
     user: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(user) = user.map_err(|e| ApiError::bad_request("bad_user", e.body_text()))?;
-    check_text("user", &user, false)?;
-    authorize(&state, &headers, Action::Send, CONTROL_DESTINATION)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let user = commanded_user(&state, &headers, user)?;
+    let body = request_body(body)?;
     let request: Disconnect = if body.is_empty() {
         Disconnect::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+        json_body(&body)?
     };
     check_text("reason", &request.reason, true)?;
-    let command = serde_json::json!({
-        "action": "disconnect-user",
-        "user": user,
-        "reason": request.reason,
-    });
-    let message_id = publish_command(&state, command).await?;
+    let message_id = publish_command(
+        &state,
+        &ControlCommand::DisconnectUser {
+            user: user.clone(),
+            reason: request.reason.clone(),
+        },
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Disconnecting {
@@ -110,21 +107,19 @@ pub async fn unsubscribe(
     user: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(user) = user.map_err(|e| ApiError::bad_request("bad_user", e.body_text()))?;
-    check_text("user", &user, false)?;
-    authorize(&state, &headers, Action::Send, CONTROL_DESTINATION)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
-    let request: Unsubscribe = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?;
+    let user = commanded_user(&state, &headers, user)?;
+    let request: Unsubscribe = json_body(&request_body(body)?)?;
     let destination = check_destination_text(&state, request.destination)?;
     check_text("reason", &request.reason, true)?;
-    let command = serde_json::json!({
-        "action": "unsubscribe-user",
-        "user": user,
-        "destination": destination,
-        "reason": request.reason,
-    });
-    let message_id = publish_command(&state, command).await?;
+    let message_id = publish_command(
+        &state,
+        &ControlCommand::UnsubscribeUser {
+            user: user.clone(),
+            destination: destination.clone(),
+            reason: request.reason.clone(),
+        },
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Unsubscribing {
@@ -136,15 +131,23 @@ pub async fn unsubscribe(
     ))
 }
 
+/// The user a command is about, checked, for a caller allowed to command
+/// the gateways.
+fn commanded_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    let Path(user) = user.map_err(|e| ApiError::bad_request("bad_user", e.body_text()))?;
+    check_text("user", &user, false)?;
+    authorize(state, headers, Action::Send, CONTROL_DESTINATION)?;
+    Ok(user)
+}
+
 /// Publishes `command` to every gateway; returns its message id.
-async fn publish_command(state: &AppState, command: serde_json::Value) -> Result<String, ApiError> {
-    let published = publish_through_redis(
-        state,
-        CONTROL_DESTINATION,
-        Vec::new(),
-        Bytes::from(command.to_string()),
-    )
-    .await?;
+async fn publish_command(state: &AppState, command: &ControlCommand) -> Result<String, ApiError> {
+    let published =
+        publish_through_redis(state, CONTROL_DESTINATION, Vec::new(), command.to_body()).await?;
     Ok(published.message_id)
 }
 

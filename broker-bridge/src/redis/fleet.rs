@@ -66,6 +66,39 @@ pub(super) async fn report(
     parse_reply(reply)
 }
 
+/// Every node's report that has not expired, read with one `HGETALL`:
+/// for readers that are not nodes (the api), which must not write the
+/// hash. Expiry is judged by the reader's clock, assumed close to Redis's.
+pub async fn live_loads(link: &RedisLink, prefix: &str) -> Result<Vec<NodeLoad>, BrokerError> {
+    let key = fleet_key(prefix);
+    let reply: Value = link
+        .with_retry(|mut c| {
+            let key = key.clone();
+            async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
+        })
+        .await
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(unexpired(reply, now_ms))
+}
+
+/// The reports of a plain read of the hash whose expiry (the value's last
+/// word) is after `now_ms`; unreadable ones are skipped.
+fn unexpired(reply: Value, now_ms: u64) -> Vec<NodeLoad> {
+    let Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    reports(&items)
+        .filter(|(_, value)| {
+            let expires = value.split_ascii_whitespace().last();
+            expires.and_then(|e| e.parse::<u64>().ok()) > Some(now_ms)
+        })
+        .filter_map(|(node, value)| NodeLoad::decode(&node, &value))
+        .collect()
+}
+
 /// Reads the script's flat `[node, value, node, value, …]` reply; a value
 /// that does not parse is skipped (a newer or older node's format).
 fn parse_reply(reply: Value) -> Result<Vec<NodeLoad>, BrokerError> {
@@ -74,14 +107,20 @@ fn parse_reply(reply: Value) -> Result<Vec<NodeLoad>, BrokerError> {
             "unexpected fleet report reply".to_string(),
         ));
     };
+    Ok(reports(&items)
+        .filter_map(|(node, value)| NodeLoad::decode(&node, &value))
+        .collect())
+}
+
+/// The (node, value) pairs of a flat hash reply, as text.
+fn reports(items: &[Value]) -> impl Iterator<Item = (String, String)> + '_ {
     let text = |v: &Value| match v {
         Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_string),
         _ => None,
     };
-    Ok(items
+    items
         .chunks_exact(2)
-        .filter_map(|pair| NodeLoad::decode(&text(&pair[0])?, &text(&pair[1])?))
-        .collect())
+        .filter_map(move |pair| Some((text(&pair[0])?, text(&pair[1])?)))
 }
 
 #[cfg(test)]
@@ -114,5 +153,28 @@ mod tests {
             .collect();
         assert_eq!(summary, [("a", 10, 0, false, 20), ("c", 3, 100, true, 0)]);
         assert!(parse_reply(Value::Nil).is_err());
+    }
+
+    #[test]
+    fn expired_and_unreadable_reports_are_left_out() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            bulk("a"),
+            bulk("10 0 0 12 3 2000"),
+            bulk("b"),
+            bulk("5 0 1 5 1 500"),
+            bulk("c"),
+            bulk("garbage"),
+        ]);
+        let nodes = unexpired(reply, 1000);
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(
+            (
+                nodes[0].node.as_str(),
+                nodes[0].connections,
+                nodes[0].subscriptions
+            ),
+            ("a", 10, 12)
+        );
     }
 }

@@ -55,7 +55,7 @@ use crate::{
     Broker, BrokerError, DeliverySink, Durable, FleetView, History, NodeLoad, Position,
     Publication, Replay, Route, SessionStore, SubscriptionReady,
 };
-pub use fleet::fleet_key;
+pub use fleet::{fleet_key, live_loads};
 use link::RedisLink;
 pub use metrics::RedisMetrics;
 pub use sessions::session_key;
