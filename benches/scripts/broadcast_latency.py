@@ -23,31 +23,21 @@ Build first: cargo build --release -p gateway -p loadtest
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from localhost import free_port, wait_port  # noqa: E402
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LOADTEST = os.path.join(ROOT, "target/release/loadtest")
-GATEWAY = os.path.join(ROOT, "target/release/gateway")
+from loadtest_run import GATEWAY, print_table, run_loadtest, write_json  # noqa: E402
 
 
 def run(url, extra, args, pid):
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [LOADTEST, "--url", url, "--quiet", "--json", out.name, "--latency-from", "sent",
-               "--connect-rate", "3000", *extra]
-        if pid:
-            cmd += ["--server-pid", str(pid)]
-        subprocess.run(cmd + args, check=True, stdout=subprocess.DEVNULL, timeout=600)
-        with open(out.name) as f:
-            return json.load(f)
+    server = ["--server-pid", str(pid)] if pid else []
+    return run_loadtest(url, ["--latency-from", "sent", "--connect-rate", "3000",
+                              *extra, *server, *args])
 
 
 def main():
@@ -105,18 +95,13 @@ def main():
             time.sleep(2)
     finally:
         stop()
-    print(f"{'case':<12} {'p50 ms':>9} {'p99 ms':>9} {'p99.9 ms':>9} {'max ms':>9} "
-          f"{'deliveries/s':>13} {'lost':>6} {'B/conn':>8}")
-    for name, f in figures.items():
-        def num(v, fmt):
-            return format(v, fmt) if isinstance(v, (int, float)) else "-"
-        print(f"{name:<12} {num(f['p50_ms'], '9.3f')} {num(f['p99_ms'], '9.3f')} "
-              f"{num(f['p999_ms'], '9.3f')} {num(f['max_ms'], '9.3f')} "
-              f"{num(f['deliveries_per_s'], '13,.0f')} {num(f['lost'], '6d')} "
-              f"{num(f['rss_bytes_per_connection'], '8,.0f')}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    print_table(figures, [
+        ("p50 ms", "p50_ms", "9.3f"), ("p99 ms", "p99_ms", "9.3f"),
+        ("p99.9 ms", "p999_ms", "9.3f"), ("max ms", "max_ms", "9.3f"),
+        ("deliveries/s", "deliveries_per_s", "13,.0f"), ("lost", "lost", "6d"),
+        ("B/conn", "rss_bytes_per_connection", "8,.0f"),
+    ])
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

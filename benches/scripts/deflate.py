@@ -20,21 +20,16 @@ Build first: cargo build --release -p gateway -p loadtest
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from localhost import free_port, wait_port  # noqa: E402
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LOADTEST = os.path.join(ROOT, "target/release/loadtest")
-GATEWAY = os.path.join(ROOT, "target/release/gateway")
+from loadtest_run import GATEWAY, print_table, run_loadtest, write_json  # noqa: E402
 
 
 def metric(port, name):
@@ -60,13 +55,8 @@ def run_case(mode, args, case):
             scenario = ["--duration", "5s", "connect", "--connections", str(args.idle),
                         "--subscribe", "/topic/idle.room"]
         before = metric(port, "gateway_bytes_out_total")
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([LOADTEST, "--url", url, "--quiet", "--json", out.name,
-                            "--connect-rate", "3000", "--server-pid", str(gateway.pid),
-                            *flags, *scenario], check=True, stdout=subprocess.DEVNULL,
-                           timeout=600)
-            with open(out.name) as f:
-                report = json.load(f)
+        report = run_loadtest(url, ["--connect-rate", "3000", "--server-pid", str(gateway.pid),
+                                    *flags, *scenario])
         written = metric(port, "gateway_bytes_out_total") - before
         compressions = metric(port, "gateway_deflate_compressions_total")
         frames = metric(port, "gateway_deflate_frames_out_total")
@@ -110,18 +100,15 @@ def main():
         for mode in ["off", "on"]:
             figures[f"{case} {mode}"] = run_case(mode, args, case)
             time.sleep(2)
-    print(f"{'case':<11} {'deliveries':>11} {'lost':>5} {'B/delivery':>11} {'gw µs/del':>10} "
-          f"{'lt µs/msg':>10} {'RSS B/conn':>11} {'compressed':>11} {'frames':>9}")
-    for name, f in figures.items():
-        def num(v, fmt):
-            return format(v, fmt) if isinstance(v, (int, float)) else "-"
-        print(f"{name:<11} {num(f['deliveries'], '11,d')} {num(f['lost'], '5d')} "
-              f"{num(f['bytes_per_delivery'], '11,.1f')} {num(f['server_us_per_delivery'], '10.2f')} "
-              f"{num(f['loadtest_us_per_message'], '10.2f')} {num(f['rss_bytes_per_connection'], '11,.0f')} "
-              f"{num(f['compressions'], '11,d')} {num(f['compressed_frames'], '9,d')}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    print_table(figures, [
+        ("deliveries", "deliveries", "11,d"), ("lost", "lost", "5d"),
+        ("B/delivery", "bytes_per_delivery", "11,.1f"),
+        ("gw µs/del", "server_us_per_delivery", "10.2f"),
+        ("lt µs/msg", "loadtest_us_per_message", "10.2f"),
+        ("RSS B/conn", "rss_bytes_per_connection", "11,.0f"),
+        ("compressed", "compressions", "11,d"), ("frames", "compressed_frames", "9,d"),
+    ])
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":
