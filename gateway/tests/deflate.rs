@@ -155,6 +155,71 @@ async fn off_by_default_and_a_compressed_frame_is_then_a_protocol_error() {
     assert_eq!(error.header("message"), Some("websocket protocol error"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_of_compressed_messages_is_cut_off_and_others_lose_nothing() {
+    let gw = support::start(&[
+        "--permessage-deflate",
+        "--outbound-queue",
+        "256",
+        "--max-frame-rate",
+        "0",
+    ])
+    .await;
+    let offer = [
+        ("Sec-WebSocket-Protocol", "v12.stomp"),
+        ("Sec-WebSocket-Extensions", OFFER),
+    ];
+    let mut slow = Client::open_slow(gw.addr, &offer, Some(4096)).await;
+    assert!(negotiated(&slow), "{}", slow.response_head);
+    slow.connect(&[("accept-version", "1.2"), ("heart-beat", "0,0")])
+        .await;
+    slow.subscribe("slow", "/topic/firehose", "auto").await;
+    let mut fast = session(gw.addr, true).await;
+    fast.subscribe("fast", "/topic/firehose", "auto").await;
+    let mut publisher = session(gw.addr, false).await;
+
+    // Text that compresses to about 60 %: a slow reader's queue fills as it
+    // would with real traffic, not with bodies that shrink a hundredfold.
+    let body = |n: u32| -> Vec<u8> {
+        let mut x = n.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b'a' + (x % 26) as u8
+            })
+            .collect()
+    };
+    let total = 3000u32;
+    let reader = tokio::spawn(async move {
+        for n in 0..total {
+            let m = fast.frame().await;
+            assert_eq!(m.header("x-seq"), Some(n.to_string().as_str()));
+            assert_eq!(m.body[..], body(n)[..], "message {n}");
+            assert!(fast.messages.last().unwrap().compressed, "message {n}");
+        }
+    });
+    publisher
+        .publish_numbered("/topic/firehose", total, body)
+        .await;
+    reader
+        .await
+        .expect("the fast subscriber received everything, compressed, in order");
+
+    let (received, error) = slow.frames_until_error().await;
+    assert!(received < total, "the slow consumer got all {received}");
+    assert_eq!(error.header("message"), Some("slow consumer"));
+    slow.expect_closed().await;
+
+    // Compressed once per broadcast, for both subscribers.
+    let exposition = http_get(gw.addr, "/metrics", "").await;
+    assert_eq!(
+        metric(&exposition, "gateway_deflate_compressions_total"),
+        u64::from(total)
+    );
+}
+
 /// A raw deflate stream of `data` as RFC 7692 sends it (the final
 /// `00 00 ff ff` removed).
 fn deflated(data: &[u8]) -> Vec<u8> {

@@ -66,30 +66,15 @@ async fn slow_consumer_is_disconnected_and_others_lose_nothing() {
     // The publisher waits for a receipt every 50 messages, as a real client
     // with flow control would, so only the consumer that stopped reading
     // falls behind.
-    for n in 0..total {
-        let seq = n.to_string();
-        let mut headers = vec![("destination", "/topic/firehose"), ("x-seq", seq.as_str())];
-        if n % 50 == 49 {
-            headers.push(("receipt", "batch"));
-        }
-        publisher.send(Command::Send, &headers, &body).await;
-        if n % 50 == 49 {
-            assert_eq!(publisher.frame().await.command, Command::Receipt);
-        }
-    }
+    publisher
+        .publish_numbered("/topic/firehose", total, |_| body.clone())
+        .await;
     reader
         .await
         .expect("fast subscriber received everything in order");
 
     // The slow one gets what fit, then the ERROR, then the close.
-    let mut received = 0;
-    let error = loop {
-        let f = slow.frame().await;
-        if f.command == Command::Error {
-            break f;
-        }
-        received += 1;
-    };
+    let (received, error) = slow.frames_until_error().await;
     assert!(
         received < total,
         "the slow consumer was cut off early ({received} messages)"

@@ -152,7 +152,23 @@ impl Client {
         protocols: &[&str],
         receive_buffer: Option<u32>,
     ) -> Client {
-        match timeout(WAIT, Client::try_open(addr, protocols, receive_buffer)).await {
+        let offered = protocols.join(", ");
+        let mut headers = Vec::new();
+        if !protocols.is_empty() {
+            headers.push(("Sec-WebSocket-Protocol", offered.as_str()));
+        }
+        Client::open_slow(addr, &headers, receive_buffer).await
+    }
+
+    /// Opens a WebSocket whose upgrade carries `headers`, with the socket's
+    /// receive buffer set to `receive_buffer` bytes (a consumer that
+    /// stops reading fills it soon).
+    pub async fn open_slow(
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+        receive_buffer: Option<u32>,
+    ) -> Client {
+        match timeout(WAIT, Client::try_open(addr, headers, receive_buffer)).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => panic!("upgrade refused: {e}"),
             Err(_) => panic!("upgrade timeout"),
@@ -167,7 +183,7 @@ impl Client {
     /// Connects, upgrades, and returns the client or why it failed.
     async fn try_open(
         addr: SocketAddr,
-        protocols: &[&str],
+        headers: &[(&str, &str)],
         receive_buffer: Option<u32>,
     ) -> Result<Client, String> {
         let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
@@ -180,12 +196,7 @@ impl Client {
             .connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let mut headers = Vec::new();
-        let offered = protocols.join(", ");
-        if !protocols.is_empty() {
-            headers.push(("Sec-WebSocket-Protocol", offered.as_str()));
-        }
-        Client::upgrade(Box::new(stream), &addr.to_string(), &headers).await
+        Client::upgrade(Box::new(stream), &addr.to_string(), headers).await
     }
 
     /// Opens a WebSocket whose upgrade request carries extra `headers`
@@ -457,6 +468,42 @@ impl Client {
             payload,
             compressed,
         })
+    }
+
+    /// Publishes `total` messages to `destination`, each with an `x-seq`
+    /// header (0, 1, …) and `body(n)`, waiting for a receipt after every
+    /// 50, as a client with flow control would: only a consumer that
+    /// stopped reading falls behind.
+    pub async fn publish_numbered(
+        &mut self,
+        destination: &str,
+        total: u32,
+        body: impl Fn(u32) -> Vec<u8>,
+    ) {
+        for n in 0..total {
+            let seq = n.to_string();
+            let mut headers = vec![("destination", destination), ("x-seq", seq.as_str())];
+            if n % 50 == 49 {
+                headers.push(("receipt", "batch"));
+            }
+            self.send(Command::Send, &headers, &body(n)).await;
+            if n % 50 == 49 {
+                assert_eq!(self.frame().await.command, Command::Receipt);
+            }
+        }
+    }
+
+    /// Reads frames up to the first ERROR: how many came before it, and
+    /// the ERROR.
+    pub async fn frames_until_error(&mut self) -> (u32, Frame) {
+        let mut before = 0;
+        loop {
+            let f = self.frame().await;
+            if f.command == Command::Error {
+                return (before, f);
+            }
+            before += 1;
+        }
     }
 
     /// The next STOMP frame (heart-beats skipped). Panics on close/timeout.
