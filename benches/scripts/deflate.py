@@ -16,6 +16,7 @@ release gateway (embedded broker) on loopback and runs `loadtest`:
 Prints one table; --json writes the figures.
 
 Usage: deflate.py [--subscribers 2000] [--rate 500] [--size 600] [--idle 10000] [--json out.json]
+                 [--gateway PATH]
 Build first: cargo build --release -p gateway -p loadtest
 """
 
@@ -40,7 +41,7 @@ def metric(port, name):
 
 def run_case(mode, args, case):
     port = free_port()
-    gateway = subprocess.Popen([GATEWAY, "--listen", f"127.0.0.1:{port}", "--log", "warn",
+    gateway = subprocess.Popen([args.gateway, "--listen", f"127.0.0.1:{port}", "--log", "warn",
                                 "--max-frame-rate", "0", "--outbound-queue", "8192",
                                 "--permessage-deflate"])
     try:
@@ -94,6 +95,8 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--duration", default="20s")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--gateway", default=GATEWAY,
+                    help="the gateway binary (another build, for an A/B comparison)")
     args = ap.parse_args()
     figures = {}
     for case in ["active", "idle"]:
